@@ -1,0 +1,1 @@
+"""One blueprint per capability. Each trigger is a thin adapter: parse input, call `shared`, map."""

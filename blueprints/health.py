@@ -1,0 +1,22 @@
+"""`GET /api/health`: storage reachable, settings valid, last discovery run."""
+
+import azure.functions as func
+
+from shared.errors import ServiceUnavailable
+from shared.health import check_health
+from shared.http import json_response, problem_boundary, problem_response
+
+bp = func.Blueprint()
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@problem_boundary
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    report = await check_health()
+    if report.healthy:
+        return json_response(report.as_dict())
+    reason = "storage is not reachable" if not report.storage_reachable else "settings are invalid"
+    problem = ServiceUnavailable(f"Unhealthy: {reason}.", retry_after_seconds=10)
+    problem.extensions.update(report.as_dict())
+    return problem_response(problem)

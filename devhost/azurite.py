@@ -1,0 +1,174 @@
+"""Start the project's pinned Azurite (blob, queue, table) on loopback and stop it on exit.
+
+Used by `make run` (through `devhost.run`), by the tests' session fixture and by the benchmarks.
+`python -m devhost.azurite` runs it in the foreground on the default ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+AZURITE_BIN: Final = REPO_ROOT / "node_modules" / ".bin" / "azurite"
+ACCOUNT: Final = "devstoreaccount1"
+ACCOUNT_KEY: Final = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+HOST: Final = "127.0.0.1"
+
+
+class AzuriteError(RuntimeError):
+    """Azurite is not installed, did not start, or did not answer in time."""
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on loopback (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class AzuritePorts:
+    blob: int
+    queue: int
+    table: int
+
+    @classmethod
+    def default(cls) -> AzuritePorts:
+        return cls(10000, 10001, 10002)
+
+    @classmethod
+    def free(cls) -> AzuritePorts:
+        return cls(free_port(), free_port(), free_port())
+
+
+class Azurite:
+    """One Azurite process. Use as a context manager; `connection_string` points at it."""
+
+    def __init__(self, ports: AzuritePorts, *, location: Path | None = None) -> None:
+        """In memory unless `location` names a folder (Azurite can't combine the two)."""
+        self.ports = ports
+        self.location = location
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://{HOST}:{self.ports.blob}/{ACCOUNT};"
+            f"QueueEndpoint=http://{HOST}:{self.ports.queue}/{ACCOUNT};"
+            f"TableEndpoint=http://{HOST}:{self.ports.table}/{ACCOUNT};"
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        if not AZURITE_BIN.exists():
+            raise AzuriteError(f"{AZURITE_BIN} is missing: run `npm ci` (make setup does)")
+        persistence = (
+            ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
+        )
+        if self.location:
+            self.location.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(AZURITE_BIN),
+            "--silent",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
+            *("--blobHost", HOST, "--blobPort", str(self.ports.blob)),
+            *("--queueHost", HOST, "--queuePort", str(self.ports.queue)),
+            *("--tableHost", HOST, "--tablePort", str(self.ports.table)),
+            *persistence,
+        ]
+        self._process = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_until_listening(timeout)
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [self.ports.blob, self.ports.queue, self.ports.table]
+        while pending:
+            if self._process is not None and self._process.poll() is not None:
+                raise AzuriteError(
+                    f"Azurite exited with {self._process.returncode}: {self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AzuriteError(f"Azurite did not listen on {pending} within {timeout:.0f}s")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, pending[0]), 0.5):
+                pending.pop(0)
+                continue
+            time.sleep(0.05)  # polling a port that is not open yet; bounded by the deadline
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self) -> Azurite:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running_azurite(
+    ports: AzuritePorts | None = None, location: Path | None = None
+) -> Iterator[Azurite]:
+    with Azurite(ports or AzuritePorts.free(), location=location) as azurite:
+        yield azurite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the project's Azurite in the foreground.")
+    parser.add_argument("--blob-port", type=int, default=10000)
+    parser.add_argument("--queue-port", type=int, default=10001)
+    parser.add_argument("--table-port", type=int, default=10002)
+    parser.add_argument("--location", type=Path, help="persist here (default: in memory)")
+    args = parser.parse_args(argv)
+    ports = AzuritePorts(args.blob_port, args.queue_port, args.table_port)
+    if shutil.which("node") is None:
+        print("node is required for Azurite", file=sys.stderr)
+        return 1
+    with Azurite(ports, location=args.location) as azurite:
+        print(f"Azurite listening: {azurite.connection_string}", flush=True)
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,10 @@
+"""The function app: builds `app` and registers one blueprint per capability. No logic here."""
+
+import azure.functions as func
+
+from blueprints import bundles, discovery, health, reports
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (health.bp, discovery.bp, bundles.bp, reports.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,1 @@
+"""ConfigMgr Cloud Bootstrap: the domain package. Triggers in `blueprints/` call into it."""

@@ -1,0 +1,69 @@
+"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import SettingError, StorageUnavailable
+from shared.names import DISCOVERY_RUNS
+from shared.settings import Settings, get_settings
+from shared.storage import get_storage, translate_errors
+
+
+@dataclass(slots=True)
+class HealthReport:
+    storage_reachable: bool
+    settings_valid: bool
+    settings_error: str | None = None
+    last_discovery_run: dict[str, Any] | None = field(default=None)
+
+    @property
+    def healthy(self) -> bool:
+        return self.storage_reachable and self.settings_valid
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "healthy" if self.healthy else "unhealthy",
+            "storage": {"reachable": self.storage_reachable},
+            "settings": {"valid": self.settings_valid, "error": self.settings_error},
+            "lastDiscoveryRun": self.last_discovery_run,
+        }
+
+
+async def check_health() -> HealthReport:
+    settings: Settings | None = None
+    settings_error: str | None = None
+    try:
+        settings = get_settings()
+    except SettingError as error:
+        settings_error = str(error)
+    report = HealthReport(
+        storage_reachable=False, settings_valid=settings is not None, settings_error=settings_error
+    )
+    try:
+        storage = get_storage()
+        await storage.ping()
+        report.storage_reachable = True
+        if settings is not None:
+            report.last_discovery_run = await _last_run(settings.tenant_id)
+    except (StorageUnavailable, SettingError):
+        report.storage_reachable = False
+    return report
+
+
+async def _last_run(tenant_id: str) -> dict[str, Any] | None:
+    """The newest `DiscoveryRuns` row: RowKeys are inverted time, so the first is the newest."""
+    storage = get_storage()
+    table = await storage.table(DISCOVERY_RUNS)
+    async with translate_errors():
+        rows = table.query_entities(
+            "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, results_per_page=1
+        )
+        async for row in rows:
+            return {
+                key: value
+                for key, value in row.items()
+                if key in ("mode", "trigger", "status", "startedAt", "finishedAt", "error")
+            } | {"runId": row["RowKey"]}
+    return None

@@ -1,0 +1,68 @@
+"""HTTP helpers shared by every blueprint: problem+json answers and one error boundary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import (
+    ConfigurationProblem,
+    ProblemError,
+    ServiceUnavailable,
+    SettingError,
+    StorageUnavailable,
+)
+
+PROBLEM_JSON = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+
+def json_response(
+    body: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":"), default=str),
+        status_code=status,
+        mimetype="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def problem_response(error: ProblemError) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(error.body(), separators=(",", ":")),
+        status_code=error.status,
+        mimetype=PROBLEM_JSON,
+        headers={"Cache-Control": "no-store", **error.headers},
+    )
+
+
+def problem_boundary(handler: Handler) -> Handler:
+    """Map the app's errors to problem+json; anything unexpected is logged, never echoed."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
+        try:
+            return await handler(req, *args, **kwargs)
+        except ProblemError as error:
+            return problem_response(error)
+        except SettingError as error:
+            _log.error("setting error: %s", error)
+            return problem_response(ConfigurationProblem(str(error)))
+        except StorageUnavailable:
+            _log.warning("storage unavailable", exc_info=True)
+            return problem_response(ServiceUnavailable("Storage is not reachable; retry later."))
+        except Exception:
+            _log.exception("unhandled error in %s", handler.__name__)
+            return problem_response(
+                ProblemError("The request failed unexpectedly; the error was logged.")
+            )
+
+    return wrapper

@@ -1,0 +1,29 @@
+"""Table and queue names fixed by DESIGN.md (operators and Event Grid subscriptions use them)."""
+
+from typing import Final
+
+# Tables
+AAD_USERS: Final = "AadUsers"
+DISCOVERY_STATE: Final = "DiscoveryState"
+DISCOVERY_RUNS: Final = "DiscoveryRuns"
+DEVICE_STATUS: Final = "DeviceStatus"
+DEVICE_STATUS_HISTORY: Final = "DeviceStatusHistory"
+BUNDLE_ISSUANCE: Final = "BundleIssuance"
+BLOCKED_DEVICES: Final = "BlockedDevices"
+REJECTED_REPORTS: Final = "RejectedReports"
+
+ALL_TABLES: Final = (
+    AAD_USERS,
+    DISCOVERY_STATE,
+    DISCOVERY_RUNS,
+    DEVICE_STATUS,
+    DEVICE_STATUS_HISTORY,
+    BUNDLE_ISSUANCE,
+    BLOCKED_DEVICES,
+    REJECTED_REPORTS,
+)
+
+# Queues
+DISCOVERY_CONTINUE_QUEUE: Final = "discovery-continue"
+DEVICE_STATUS_QUEUE: Final = "device-status"
+ALL_QUEUES: Final = (DISCOVERY_CONTINUE_QUEUE, DEVICE_STATUS_QUEUE)

@@ -1,0 +1,297 @@
+"""One typed settings object, read lazily and validated as a whole.
+
+Every value that later reaches a ccmsetup command line, a URL or a schedule is checked here, so a
+bad app setting fails with one line naming it instead of surfacing as a broken bundle or a stack
+trace. `python -m shared.settings` runs the same check from a shell.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from croniter import croniter
+
+from shared.errors import SettingError
+
+DEVELOPMENT: Final = "Development"
+MAX_BUNDLE_TTL_MINUTES: Final = 1440
+
+# ConfigMgr reserves these names: a site code may not be one of them.
+_RESERVED_SITE_CODES: Final = frozenset({"AUX", "CON", "NUL", "PRN", "SMS"})
+_SITE_CODE = re.compile(r"[A-Z0-9]{3}")
+_DNS_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+# CCMHOSTNAME: a CMG host and an optional path such as /CCM_Proxy_ServerAuth/72457598037527932.
+_CCM_HOSTNAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?:/[A-Za-z0-9_.-]+)*")
+# A folder ccmsetup can read: a drive path (C:\CLIENT) or a UNC path (\\server\share\dir).
+_WINDOWS_PATH = re.compile(
+    r"(?:[A-Za-z]:\\|\\\\[A-Za-z0-9_.$-]+\\[A-Za-z0-9_.$ -]+(?:\\|$))[^<>:\"/|?*\x00-\x1f%^&!]*"
+)
+_APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The app's settings, as DESIGN.md names them. Build with `Settings.from_env`."""
+
+    environment: str
+    tenant_id: str
+    tenant_name: str
+    server_app_id: str
+    resource_uri: str
+    client_app_id: str
+    authority_host: str
+    graph_base_url: str
+    ccm_hostname: str
+    site_code: str
+    management_point: str | None
+    ccmsetup_source: str | None
+    no_crl_check: bool
+    bundle_ttl_minutes: int
+    signing_key_id: str | None
+    signing_key_file: Path | None
+    discovery_full_schedule: str
+    discovery_delta_schedule: str
+    discovery_time_budget_seconds: int
+    discovery_lease_seconds: int
+    admin_role: str
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == DEVELOPMENT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Validate every setting; the first bad one raises `SettingError` naming it."""
+        reader = _Reader(env)
+        environment = reader.optional("AZURE_FUNCTIONS_ENVIRONMENT") or "Production"
+        settings = cls(
+            environment=environment,
+            tenant_id=reader.guid("AAD_TENANT_ID"),
+            tenant_name=reader.host_name("AAD_TENANT_NAME"),
+            server_app_id=reader.guid("AAD_SERVER_APP_ID"),
+            resource_uri=reader.app_id_uri("AAD_RESOURCE_URI"),
+            client_app_id=reader.guid("AAD_CLIENT_APP_ID"),
+            authority_host=reader.url("AAD_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+            graph_base_url=reader.url("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"),
+            ccm_hostname=reader.ccm_hostname("CCM_HOSTNAME"),
+            site_code=reader.site_code("SMS_SITE_CODE"),
+            management_point=reader.management_point("SMS_MP"),
+            ccmsetup_source=reader.windows_path("CCMSETUP_SOURCE"),
+            no_crl_check=reader.boolean("CCMSETUP_NO_CRL_CHECK", default=False),
+            bundle_ttl_minutes=reader.integer(
+                "BUNDLE_TTL_MINUTES", default=30, low=1, high=MAX_BUNDLE_TTL_MINUTES
+            ),
+            signing_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_KEY_ID"),
+            signing_key_file=reader.path("BUNDLE_SIGNING_KEY_FILE"),
+            discovery_full_schedule=reader.ncrontab("DISCOVERY_FULL_SCHEDULE", "0 0 2 * * 0"),
+            discovery_delta_schedule=reader.ncrontab("DISCOVERY_DELTA_SCHEDULE", "0 */5 * * * *"),
+            discovery_time_budget_seconds=reader.integer(
+                "DISCOVERY_TIME_BUDGET_SECONDS", default=240, low=5, high=3600
+            ),
+            discovery_lease_seconds=reader.integer(
+                "DISCOVERY_LEASE_SECONDS", default=120, low=5, high=3600
+            ),
+            admin_role=reader.token("ADMIN_ROLE", "Bootstrap.Admin"),
+        )
+        if not settings.is_development and not (
+            settings.signing_key_id or settings.signing_key_file
+        ):
+            raise SettingError(
+                "BUNDLE_SIGNING_KEY_ID",
+                "a Key Vault key id, or BUNDLE_SIGNING_KEY_FILE with a PEM private key, "
+                "outside Development",
+            )
+        return settings
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, validated on first use (never at import)."""
+    return Settings.from_env(os.environ)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Reads one setting at a time and raises `SettingError` with what was expected."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str, expected: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingError(name, expected, missing=True)
+        return value
+
+    def _check(self, name: str, value: str, ok: bool, expected: str) -> str:
+        if not ok:
+            raise SettingError(name, expected, value=value)
+        return value
+
+    def guid(self, name: str) -> str:
+        expected = "a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47"
+        value = self.required(name, expected)
+        return self._check(name, value.lower(), _is_guid(value), expected)
+
+    def host_name(self, name: str) -> str:
+        expected = "a DNS name such as contoso.onmicrosoft.com"
+        value = self.required(name, expected)
+        return self._check(name, value, "." in value and _full(_HOST_NAME, value), expected)
+
+    def app_id_uri(self, name: str) -> str:
+        expected = "the server app's App ID URI, such as https://contososerver or api://<guid>"
+        value = self.required(name, expected)
+        return self._check(name, value, _full(_APP_ID_URI, value) and '"' not in value, expected)
+
+    def ccm_hostname(self, name: str) -> str:
+        expected = (
+            "the CMG host and path without a scheme, such as "
+            "CONTOSO.CLOUDAPP.NET/CCM_Proxy_MutualAuth/72186325152220500"
+        )
+        value = self.required(name, expected)
+        return self._check(name, value, _full(_CCM_HOSTNAME, value), expected)
+
+    def site_code(self, name: str) -> str:
+        expected = "a three-character site code of letters and digits, such as ABC"
+        value = self.required(name, expected).upper()
+        ok = _full(_SITE_CODE, value) and value not in _RESERVED_SITE_CODES
+        return self._check(name, value, ok, expected)
+
+    def management_point(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        expected = "an https URL or a host name of the lookup management point"
+        parts = urlsplit(value)
+        if parts.scheme:
+            ok = parts.scheme == "https" and _full(_HOST_NAME, parts.hostname or "")
+            ok = ok and not parts.query and not parts.fragment and '"' not in value
+        else:
+            ok = "." in value and _full(_HOST_NAME, value)
+        return self._check(name, value, ok, expected)
+
+    def windows_path(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        expected = r"a Windows folder such as C:\CLIENT or \\server\share\client"
+        ok = _full(_WINDOWS_PATH, value) and not value.endswith("\\\\")
+        return self._check(name, value, ok and len(value) <= 240, expected)
+
+    def url(self, name: str, default: str) -> str:
+        value = (self.optional(name) or default).rstrip("/")
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and is_loopback_host(parts.hostname)
+        )
+        ok = secure and bool(parts.hostname) and not parts.query and not parts.fragment
+        return self._check(name, value, ok, "an https URL (http only for loopback)")
+
+    def key_vault_key_id(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        expected = "a Key Vault key id such as https://<vault>.vault.azure.net/keys/<name>"
+        parts = urlsplit(value)
+        segments = parts.path.strip("/").split("/")
+        ok = parts.scheme == "https" or (
+            parts.scheme == "http" and is_loopback_host(parts.hostname)
+        )
+        ok = ok and len(segments) in (2, 3) and segments[0] == "keys"
+        return self._check(name, value, ok, expected)
+
+    def path(self, name: str) -> Path | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_file():
+            raise SettingError(name, "a readable PEM private key file", value=value)
+        return path
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise SettingError(name, "true or false", value=value)
+
+    def integer(self, name: str, *, default: int, low: int, high: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        expected = f"a whole number from {low} to {high}"
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingError(name, expected, value=value) from None
+        self._check(name, value, low <= number <= high, expected)
+        return number
+
+    def ncrontab(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        expected = "a six-field NCRONTAB schedule such as '0 */5 * * * *'"
+        ok = len(value.split()) == 6 and croniter.is_valid(value, second_at_beginning=True)
+        return self._check(name, value, ok, expected)
+
+    def token(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        ok = bool(re.fullmatch(r"[A-Za-z0-9._-]{1,120}", value))
+        return self._check(name, value, ok, "an app role value of letters, digits, '.', '_', '-'")
+
+
+def _full(pattern: re.Pattern[str], value: str) -> bool:
+    return pattern.fullmatch(value) is not None
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def main() -> int:
+    """`python -m shared.settings`: check the environment; one line either way."""
+    try:
+        settings = get_settings()
+    except SettingError as error:
+        print(f"setting error: {error}", file=sys.stderr)
+        return 1
+    print(f"settings valid for tenant {settings.tenant_id} ({settings.environment})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Table and Queue storage in one place, from `AzureWebJobsStorage` in every form Azure accepts.
+
+- a connection string (account key or SAS), or `UseDevelopmentStorage=true` (Azurite);
+- identity-based: `AzureWebJobsStorage__accountName`, or `__tableServiceUri` and
+  `__queueServiceUri`, authenticated with `DefaultAzureCredential` (`__clientId` selects a
+  user-assigned identity; `__credential=managedidentity` uses managed identity only).
+
+Tables and queues are created on first use. Queue messages are base64, as the Functions host
+expects by default. Clients are async and cached per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables.aio import TableClient, TableServiceClient
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from shared.errors import SettingError, StorageUnavailable
+
+SETTING: Final = "AzureWebJobsStorage"
+# Azurite's well-known development account (public, documented by Microsoft).
+DEVELOPMENT_CONNECTION_STRING: Final = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+# Fail fast when storage is down: a health probe or an HTTP caller should not wait a minute.
+_CLIENT_OPTIONS: Final[dict[str, Any]] = {
+    "retry_total": 3,
+    "retry_backoff_factor": 0.5,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where storage is and how to authenticate. Never logged: it may hold an account key."""
+
+    connection_string: str | None = None
+    table_endpoint: str | None = None
+    queue_endpoint: str | None = None
+    client_id: str | None = None
+    managed_identity_only: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StorageConfig:
+        value = env.get(SETTING, "").strip()
+        if value:
+            return cls(connection_string=_connection_string(value))
+        prefix = SETTING + "__"
+        account = env.get(prefix + "accountName", "").strip()
+        table = env.get(prefix + "tableServiceUri", "").strip()
+        queue = env.get(prefix + "queueServiceUri", "").strip()
+        if account:
+            table = table or f"https://{account}.table.core.windows.net"
+            queue = queue or f"https://{account}.queue.core.windows.net"
+        if not (table and queue):
+            raise SettingError(
+                SETTING,
+                "a connection string, UseDevelopmentStorage=true, or identity-based "
+                "AzureWebJobsStorage__accountName (or __tableServiceUri and __queueServiceUri)",
+                missing=not any((table, queue)),
+                value=None if not any((table, queue)) else "only one service URI",
+            )
+        for name, uri in (("tableServiceUri", table), ("queueServiceUri", queue)):
+            if not uri.startswith("https://"):
+                raise SettingError(prefix + name, "an https service URI", value=uri)
+        return cls(
+            table_endpoint=table,
+            queue_endpoint=queue,
+            client_id=env.get(prefix + "clientId", "").strip() or None,
+            managed_identity_only=env.get(prefix + "credential", "").strip().lower()
+            == "managedidentity",
+        )
+
+
+def _connection_string(value: str) -> str:
+    if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        return DEVELOPMENT_CONNECTION_STRING
+    keys = {part.split("=", 1)[0].strip().lower() for part in value.split(";") if "=" in part}
+    has_account = "accountname" in keys and (
+        "accountkey" in keys or "sharedaccesssignature" in keys
+    )
+    has_endpoints = {"tableendpoint", "queueendpoint"} <= keys
+    if not (has_account or has_endpoints):
+        raise SettingError(
+            SETTING,
+            "a storage connection string with AccountName and AccountKey (or a SAS), "
+            "or UseDevelopmentStorage=true",
+            value="<connection string not shown>",
+        )
+    return value
+
+
+class Storage:
+    """Async Table and Queue clients for one account; tables and queues made on first use."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        self._credential: AsyncTokenCredential | None = None
+        if config.connection_string:
+            self.tables = TableServiceClient.from_connection_string(
+                config.connection_string, **_CLIENT_OPTIONS
+            )
+            self.queues = QueueServiceClient.from_connection_string(
+                config.connection_string, **_CLIENT_OPTIONS
+            )
+        else:
+            assert config.table_endpoint
+            assert config.queue_endpoint
+            self._credential = _credential(config)
+            self.tables = TableServiceClient(
+                config.table_endpoint, credential=self._credential, **_CLIENT_OPTIONS
+            )
+            self.queues = QueueServiceClient(
+                config.queue_endpoint, credential=self._credential, **_CLIENT_OPTIONS
+            )
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def table(self, name: str) -> TableClient:
+        """A client for table `name`, created in storage the first time it is asked for."""
+        key = "table:" + name
+        if key not in self._ready:
+            async with self._lock, translate_errors():
+                if key not in self._ready:
+                    with contextlib.suppress(ResourceExistsError):
+                        await self.tables.create_table(name)
+                    self._ready.add(key)
+        return self.tables.get_table_client(name)
+
+    async def queue(self, name: str) -> QueueClient:
+        """A client for queue `name` (base64 messages), created the first time."""
+        client = self.queues.get_queue_client(
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+        key = "queue:" + name
+        if key not in self._ready:
+            async with self._lock, translate_errors():
+                if key not in self._ready:
+                    with contextlib.suppress(ResourceExistsError):
+                        await client.create_queue()
+                    self._ready.add(key)
+        return client
+
+    async def ping(self) -> None:
+        """Raise `StorageUnavailable` unless both the Table and Queue services answer."""
+        async with translate_errors():
+            async for _ in self.tables.list_tables(results_per_page=1):
+                break
+            async for _ in self.queues.list_queues(results_per_page=1):
+                break
+
+    async def close(self) -> None:
+        await self.tables.close()
+        await self.queues.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+
+def _credential(config: StorageConfig) -> AsyncTokenCredential:
+    if config.managed_identity_only:
+        return ManagedIdentityCredential(client_id=config.client_id)
+    return DefaultAzureCredential(managed_identity_client_id=config.client_id)
+
+
+@contextlib.asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn connection failures and storage 5xx/408/429 into `StorageUnavailable`."""
+    try:
+        yield
+    except (TimeoutError, ServiceRequestError, ServiceResponseError, OSError) as error:
+        raise StorageUnavailable(type(error).__name__) from error
+    except HttpResponseError as error:
+        if error.status_code in (408, 429) or (error.status_code or 0) >= 500:
+            raise StorageUnavailable(f"storage answered {error.status_code}") from error
+        raise
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_storage() -> Storage:
+    """The storage of this process's event loop, built from the environment on first use."""
+    loop = asyncio.get_running_loop()
+    storage = _by_loop.get(loop)
+    if storage is None:
+        storage = Storage(StorageConfig.from_env(os.environ))
+        _by_loop[loop] = storage
+    return storage

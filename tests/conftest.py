@@ -1,0 +1,24 @@
+"""Session-wide real components: one Azurite for the whole run, started here, never assumed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from devhost.azurite import Azurite, running_azurite
+from shared.storage import Storage, StorageConfig
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with running_azurite() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+async def storage(azurite: Azurite) -> AsyncIterator[Storage]:
+    """Async Table and Queue clients on the session's Azurite (the product's own `Storage`)."""
+    instance = Storage(StorageConfig(connection_string=azurite.connection_string))
+    yield instance
+    await instance.close()

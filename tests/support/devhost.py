@@ -1,0 +1,109 @@
+"""Run the development host (`python -m devhost`) as a real subprocess for a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from devhost.azurite import free_port
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+START_TIMEOUT: Final = 60.0
+
+
+class DevHostProcess:
+    """`python -m devhost --port P [--script-root DIR]` with exactly the environment given.
+
+    The host reads nothing from the test runner's environment beyond PATH and what `env` says,
+    so tests are independent of the machine's variables and of local.settings.json.
+    """
+
+    def __init__(self, env: Mapping[str, str], *, script_root: Path | None = None) -> None:
+        self.port = free_port()
+        self.script_root = script_root
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._env = dict(env)
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in __exit__)
+            prefix="devhost-", suffix=".log", delete=False
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DevHostProcess:
+        argv = [sys.executable, "-m", "devhost", "--port", str(self.port)]
+        if self.script_root is not None:
+            argv += ["--script-root", str(self.script_root)]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONUNBUFFERED": "1",
+            "DEVHOST_NO_LOCAL_SETTINGS": "1",
+            **self._env,
+        }
+        self.process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"devhost exited early ({self.process.returncode}):\n{self.output()}"
+                )
+            try:
+                with urllib.request.urlopen(self.base_url + "/admin/host/status", timeout=2) as r:
+                    if json.load(r).get("state") == "Running":
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"devhost not ready in {timeout}s:\n{self.output()}")
+            time.sleep(0.1)  # polling the host's readiness endpoint; bounded by the deadline
+
+    def output(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the host dies at once, as a crashed worker would."""
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> DevHostProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+        os.unlink(self._log.name)

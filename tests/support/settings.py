@@ -1,0 +1,34 @@
+"""Valid product settings for tests; each test overrides what it is about."""
+
+from __future__ import annotations
+
+from typing import Final
+
+TENANT_ID: Final = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT_NAME: Final = "contoso.onmicrosoft.com"
+SERVER_APP_ID: Final = "3b1f0e2a-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+RESOURCE_URI: Final = "https://contososerver"
+CLIENT_APP_ID: Final = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+CCM_HOSTNAME: Final = "SCCMPROXYCONTOSO.CLOUDAPP.NET/CCM_Proxy_ServerAuth/72457598037527932"
+SITE_CODE: Final = "ABC"
+
+
+def product_env(storage_connection_string: str, **overrides: str) -> dict[str, str]:
+    """Every required setting with a valid value, in Development, pointing at `storage`."""
+    env = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
+        "AzureWebJobsStorage": storage_connection_string,
+        "AAD_TENANT_ID": TENANT_ID,
+        "AAD_TENANT_NAME": TENANT_NAME,
+        "AAD_SERVER_APP_ID": SERVER_APP_ID,
+        "AAD_RESOURCE_URI": RESOURCE_URI,
+        "AAD_CLIENT_APP_ID": CLIENT_APP_ID,
+        "CCM_HOSTNAME": CCM_HOSTNAME,
+        "SMS_SITE_CODE": SITE_CODE,
+        # Timers exist but never fire during a test unless the test asks for a schedule.
+        "DISCOVERY_FULL_SCHEDULE": "0 0 0 1 1 *",
+        "DISCOVERY_DELTA_SCHEDULE": "0 0 0 1 1 *",
+    }
+    env.update(overrides)
+    return env
