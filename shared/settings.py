@@ -37,7 +37,8 @@ _CCM_HOSTNAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?:/[A-Za-z0-9_.-]+
 _WINDOWS_PATH = re.compile(
     r"(?:[A-Za-z]:\\|\\\\[A-Za-z0-9_.$-]+\\[A-Za-z0-9_.$ -]+(?:\\|$))[^<>:\"/|?*\x00-\x1f%^&!]*"
 )
-_APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")
+# Characters a shell or cmd.exe would treat specially (& ; % ! ' " ( ) ^) are refused.
+_APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/@=+-]+")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
 
