@@ -1,0 +1,74 @@
+"""Who is calling: Entra ID access tokens validated for this API, and the checks built on them.
+
+    caller = await authenticate(req)   # 401 Unauthorized unless a valid access token
+    require_client_app(caller)         # 403 unless azp/appid is AAD_CLIENT_APP_ID
+    require_admin(caller)              # 403 unless roles contains ADMIN_ROLE
+
+401 means the token is not valid; 403 a valid token that is not allowed here (DESIGN.md).
+A key-endpoint outage is 503, never 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import azure.functions as func
+
+from shared.auth._keys import TenantKeyCache, parse_jwks
+from shared.auth._validate import (
+    CLOCK_SKEW_SECONDS,
+    MAX_TOKEN_BYTES,
+    V1_ISSUER_FORMAT,
+    Caller,
+    TokenValidator,
+)
+from shared.errors import Forbidden
+from shared.settings import get_settings
+
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "MAX_TOKEN_BYTES",
+    "V1_ISSUER_FORMAT",
+    "Caller",
+    "TenantKeyCache",
+    "TokenValidator",
+    "authenticate",
+    "default_validator",
+    "parse_jwks",
+    "require_admin",
+    "require_client_app",
+]
+
+# One validator (and key cache) per event loop, like the storage clients.
+_validators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenValidator] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def default_validator() -> TokenValidator:
+    """The process's validator for the configured tenant, built on first use."""
+    loop = asyncio.get_running_loop()
+    validator = _validators.get(loop)
+    if validator is None:
+        validator = TokenValidator.from_settings(get_settings())
+        _validators[loop] = validator
+    return validator
+
+
+async def authenticate(req: func.HttpRequest) -> Caller:
+    """The caller of `req`; raises `Unauthorized` (401) on a missing or invalid token."""
+    return await default_validator().validate_header(req.headers.get("Authorization"))
+
+
+def require_client_app(caller: Caller) -> None:
+    """403 unless the token was issued to the device client app (`AAD_CLIENT_APP_ID`)."""
+    if caller.client_app_id != get_settings().client_app_id:
+        raise Forbidden("This API accepts tokens issued to the ConfigMgr client app only.")
+
+
+def require_admin(caller: Caller) -> None:
+    """403 unless the caller holds the admin app role (`ADMIN_ROLE`)."""
+    role = get_settings().admin_role
+    if role not in caller.roles:
+        raise Forbidden(f"This view requires the '{role}' app role.")

@@ -1,0 +1,160 @@
+"""Validation of Entra ID access tokens presented to this API (RFC 6750 bearer tokens).
+
+Rules, in order: a bearer header; at most 16 KiB; a JWS header with `alg` RS256 and a `kid`, no
+`crit`; a key the tenant publishes under that `kid` (nothing else in the header is honoured);
+signature; `exp`, `nbf`, `iat` present and within 5 minutes of skew; `aud` is the server app id
+or its App ID URI; `ver` 1.0 with issuer `https://sts.windows.net/{tenant}/` or 2.0 with
+`{authority}/{tenant}/v2.0`; `tid` the configured tenant; `oid` present; and it must be an access
+token: `azp` (v2) or `appid` (v1) names the calling app and `scp` or `roles` grants something.
+An ID token has neither `scp`/`roles` nor `azp`/`appid` (and its `aud` is the client app), so
+it fails here rather than being mistaken for a grant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from shared.auth._keys import TenantKeyCache
+from shared.errors import Unauthorized
+from shared.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES: Final = 16 * 1024
+CLOCK_SKEW_SECONDS: Final = 300
+V1_ISSUER_FORMAT: Final = "https://sts.windows.net/{tenant}/"
+_REQUIRED_CLAIMS: Final = ("exp", "nbf", "iat", "iss", "aud", "tid", "oid", "ver")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who called, from a validated access token."""
+
+    tenant_id: str
+    object_id: str
+    client_app_id: str
+    roles: frozenset[str]
+    token_version: str  # "1.0" or "2.0"
+
+
+class TokenValidator:
+    """Validates bearer tokens for one tenant and API; keys come from `keys`."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        audiences: frozenset[str],
+        authority_host: str,
+        keys: TenantKeyCache,
+    ) -> None:
+        self.tenant_id = tenant_id.lower()
+        self._audiences = audiences
+        self._issuers = {
+            "1.0": V1_ISSUER_FORMAT.format(tenant=self.tenant_id),
+            "2.0": f"{authority_host.rstrip('/')}/{self.tenant_id}/v2.0",
+        }
+        self._keys = keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **key_cache_options: Any) -> TokenValidator:
+        keys = TenantKeyCache(settings.authority_host, settings.tenant_id, **key_cache_options)
+        return cls(
+            tenant_id=settings.tenant_id,
+            audiences=frozenset({settings.server_app_id, settings.resource_uri}),
+            authority_host=settings.authority_host,
+            keys=keys,
+        )
+
+    async def validate_header(self, authorization: str | None) -> Caller:
+        """The caller behind an `Authorization` header value; `Unauthorized` if none or invalid."""
+        if not authorization or not authorization.strip():
+            raise Unauthorized("A bearer token is required.", token_present=False)
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+        return await self.validate(token.strip())
+
+    async def validate(self, token: str) -> Caller:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthorized("The token is too large.")
+        key = await self._signing_key(token)
+        claims = self._verified_claims(token, key)
+        return self._caller(claims)
+
+    async def _signing_key(self, token: str) -> Any:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("The token is not a well-formed JWS.") from None
+        if header.get("alg") != "RS256":
+            raise Unauthorized("The token must be signed with RS256.")
+        if "crit" in header:
+            raise Unauthorized("The token has critical header parameters this API does not know.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("The token has no key id.")
+        key = await self._keys.get(kid)
+        if key is None:
+            raise Unauthorized("The token was not signed by a key of the tenant.")
+        return key
+
+    def _verified_claims(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=sorted(self._audiences),
+                leeway=CLOCK_SKEW_SECONDS,
+                options={"require": list(_REQUIRED_CLAIMS), "verify_iss": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("The token is not valid yet.") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("The token is not for this API (aud).") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise Unauthorized(f"The token lacks the '{error.claim}' claim.") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("The token's signature does not verify.") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("The token is not valid.") from None
+        return claims
+
+    def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        version = claims["ver"]
+        expected_issuer = self._issuers.get(version) if isinstance(version, str) else None
+        if expected_issuer is None or claims["iss"] != expected_issuer:
+            raise Unauthorized("The token's issuer is not the tenant's (iss/ver).")
+        tenant = claims["tid"]
+        if not isinstance(tenant, str) or tenant.lower() != self.tenant_id:
+            raise Unauthorized("The token is for another tenant (tid).")
+        client_app = claims.get("azp" if version == "2.0" else "appid")
+        if not isinstance(client_app, str) or not client_app:
+            raise Unauthorized("The token names no client application; is it an ID token?")
+        roles = _string_list(claims.get("roles"))
+        if not claims.get("scp") and not roles:
+            raise Unauthorized("The token grants no scope or role; is it an ID token?")
+        object_id = claims["oid"]
+        if not isinstance(object_id, str) or not object_id:
+            raise Unauthorized("The token's 'oid' claim is malformed.")
+        return Caller(
+            tenant_id=tenant.lower(),
+            object_id=object_id.lower(),
+            client_app_id=client_app.lower(),
+            roles=frozenset(roles),
+            token_version=version,
+        )
+
+
+def _string_list(value: object) -> list[str]:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return []
