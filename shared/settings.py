@@ -68,6 +68,9 @@ class Settings:
     discovery_time_budget_seconds: int
     discovery_lease_seconds: int
     admin_role: str
+    # Rotation: a second bundle-signing key that /api/jwks publishes but nothing signs with.
+    signing_next_key_id: str | None = None
+    signing_next_key_file: Path | None = None
 
     @property
     def is_development(self) -> bool:
@@ -106,6 +109,8 @@ class Settings:
                 "DISCOVERY_LEASE_SECONDS", default=120, low=5, high=3600
             ),
             admin_role=reader.token("ADMIN_ROLE", "Bootstrap.Admin"),
+            signing_next_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_NEXT_KEY_ID"),
+            signing_next_key_file=reader.path("BUNDLE_SIGNING_NEXT_KEY_FILE"),
         )
         if not settings.is_development and not (
             settings.signing_key_id or settings.signing_key_file
