@@ -1,5 +1,97 @@
-"""The reports capability's triggers (see its issue). Thin adapters over `shared.reports`."""
+"""The reports capability's triggers (issue 5). Thin adapters over `shared.reports`.
+
+- `reports`: `POST /api/reports`, a device's status report, enqueued on `device-status`.
+- `record_status`: queue trigger on `device-status`, records each report exactly once in effect.
+- `devices`: `GET /api/devices/{deviceId}` and `GET /api/devices?state=&summary=stage`, admin only.
+"""
+
+import uuid
 
 import azure.functions as func
 
+from shared.auth import authenticate, require_admin, require_client_app
+from shared.errors import BadRequest, NotFound
+from shared.http import json_response, problem_boundary
+from shared.names import DEVICE_STATUS_QUEUE
+from shared.reports import (
+    accept_report,
+    check_size,
+    device_detail,
+    list_devices,
+    parse_page_size,
+    parse_stage,
+    record_message,
+    stage_counts,
+)
+
 bp = func.Blueprint()
+
+
+@bp.function_name("reports")
+@bp.route(route="reports", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@problem_boundary
+async def reports(req: func.HttpRequest) -> func.HttpResponse:
+    body = req.get_body()
+    # 413 before the token check costs a signature verification or a key fetch.
+    check_size(req.headers.get("Content-Length"), body)
+    caller = await authenticate(req)
+    require_client_app(caller)
+    report = await accept_report(body, caller_tenant_id=caller.tenant_id)
+    return json_response({"reportId": report.report_id}, status=202)
+
+
+@bp.function_name("record_status")
+@bp.queue_trigger(arg_name="msg", queue_name=DEVICE_STATUS_QUEUE, connection="AzureWebJobsStorage")
+async def record_status(msg: func.QueueMessage) -> None:
+    await record_message(
+        msg.get_body(),
+        message_id=msg.id,
+        dequeue_count=msg.dequeue_count,
+        queue=DEVICE_STATUS_QUEUE,
+    )
+
+
+@bp.function_name("devices")
+@bp.route(route="devices/{deviceId?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@problem_boundary
+async def devices(req: func.HttpRequest) -> func.HttpResponse:
+    caller = await authenticate(req)
+    require_admin(caller)
+    tenant_id = caller.tenant_id.lower()
+    device_id = req.route_params.get("deviceId")
+    if device_id:
+        detail = await device_detail(tenant_id, _device_guid(device_id))
+        if detail is None:
+            raise NotFound("No report has been recorded for this device.")
+        return json_response(detail)
+    summary = req.params.get("summary")
+    if summary is not None:
+        if summary != "stage":
+            raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage'"})
+        counts = await stage_counts(tenant_id)
+        return json_response({"counts": counts, "total": sum(counts.values())})
+    stage = parse_stage(req.params.get("state"))
+    page_size = parse_page_size(req.params.get("pageSize"))
+    page = await list_devices(
+        tenant_id, stage=stage, page_size=page_size, continuation=req.params.get("continuation")
+    )
+    body: dict[str, object] = {"devices": page.devices, "continuation": page.continuation}
+    body["next"] = _next_link(stage, page_size, page.continuation)
+    return json_response(body)
+
+
+def _device_guid(value: str) -> str:
+    try:
+        parsed = uuid.UUID(value) if len(value) == 36 else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise BadRequest("Bad device id.", errors={"deviceId": "must be a GUID"})
+    return str(parsed)
+
+
+def _next_link(stage: str | None, page_size: int, continuation: str | None) -> str | None:
+    if continuation is None:
+        return None
+    state = f"state={stage}&" if stage else ""
+    return f"/api/devices?{state}pageSize={page_size}&continuation={continuation}"

@@ -1,0 +1,94 @@
+"""How a report becomes rows in `DeviceStatusHistory` and `DeviceStatus`, and back into JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from shared.reports._schema import StatusReport, format_utc
+
+# .NET DateTime.MaxValue.Ticks: the usual Table storage "inverted time" base, so the newest row of
+# a partition sorts first (RowKeys are compared as strings; 19 digits keep them fixed width).
+_MAX_TICKS: Final = 3155378975999999999
+_EPOCH_TICKS: Final = 621355968000000000
+# Report fields copied into both tables, as (JSON name, property name).
+_LATEST_FIELDS: Final = (
+    ("reportId", "reportId"),
+    ("hostname", "hostname"),
+    ("stage", "stage"),
+    ("azureAdJoined", "azureAdJoined"),
+    ("domainJoined", "domainJoined"),
+    ("ccmsetupExitCode", "ccmsetupExitCode"),
+    ("clientVersion", "clientVersion"),
+    ("siteCode", "siteCode"),
+)
+
+
+def inverted_ticks(moment: datetime) -> str:
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    ticks = _EPOCH_TICKS + (delta.days * 86_400 + delta.seconds) * 10**7 + delta.microseconds * 10
+    return f"{_MAX_TICKS - ticks:019d}"
+
+
+def history_row_key(report: StatusReport) -> str:
+    return f"{inverted_ticks(report.reported_at)}_{report.report_id}"
+
+
+def _report_properties(report: StatusReport) -> dict[str, Any]:
+    """The report's fields as Table properties (None is simply not stored)."""
+    return {
+        "reportId": report.report_id,
+        "tenantId": report.tenant_id,
+        "deviceId": report.device_id,
+        "hostname": report.hostname,
+        "stage": report.stage,
+        "azureAdJoined": report.azure_ad_joined,
+        "domainJoined": report.domain_joined,
+        "ccmsetupExitCode": report.ccmsetup_exit_code,
+        "clientVersion": report.client_version,
+        "siteCode": report.site_code,
+        "reportedAt": report.reported_at,
+        "dsregcmd": json.dumps(report.dsregcmd, ensure_ascii=False) if report.dsregcmd else None,
+    }
+
+
+def history_entity(report: StatusReport, *, message_id: str | None) -> dict[str, Any]:
+    return {
+        "PartitionKey": report.device_id,
+        "RowKey": history_row_key(report),
+        **_report_properties(report),
+        "messageId": message_id,
+        "recordedAt": datetime.now(UTC),
+        # Set once DeviceStatus has counted this report (see _recorder).
+        "counted": False,
+    }
+
+
+def latest_properties(report: StatusReport) -> dict[str, Any]:
+    """The `DeviceStatus` columns that always describe the newest report."""
+    return _report_properties(report)
+
+
+def _json_value(value: Any) -> Any:
+    return format_utc(value) if isinstance(value, datetime) else value
+
+
+def report_view(row: Mapping[str, Any], *, with_dsregcmd: bool) -> dict[str, Any]:
+    """A history or status row as the report JSON an admin reads (unset fields are null)."""
+    view: dict[str, Any] = {"deviceId": row.get("deviceId"), "tenantId": row.get("tenantId")}
+    for json_name, prop in _LATEST_FIELDS:
+        view[json_name] = _json_value(row.get(prop))
+    view["reportedAt"] = _json_value(row.get("reportedAt"))
+    if with_dsregcmd:
+        raw = row.get("dsregcmd")
+        view["dsregcmd"] = json.loads(raw) if isinstance(raw, str) else {}
+    return view
+
+
+def status_view(row: Mapping[str, Any], *, with_dsregcmd: bool) -> dict[str, Any]:
+    view = report_view(row, with_dsregcmd=with_dsregcmd)
+    view["lastReportAt"] = _json_value(row.get("lastReportAt"))
+    view["reportCount"] = row.get("reportCount", 0)
+    return view
