@@ -1,0 +1,170 @@
+"""Issuing one bundle: input checks, the blocked-device check, the signed JWS, the audit row."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.auth import Caller
+from shared.bundles._command import CcmsetupCommand
+from shared.bundles._signing import SigningKey, b64url, get_signing_keys
+from shared.errors import BadRequest, Forbidden
+from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
+from shared.settings import get_settings
+from shared.storage import get_storage, translate_errors
+
+_log = logging.getLogger(__name__)
+
+BUNDLE_AUDIENCE: Final = "ccmsetup"
+BUNDLE_TYPE: Final = "cmboot-bundle+jwt"
+_GUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRequest:
+    device_id: str  # lower-case GUID
+    nonce: str
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> BundleRequest:
+        """Both parameters checked; a 400 names every one that is wrong."""
+        device_id = params.get("deviceId", "")
+        nonce = params.get("nonce", "")
+        errors: dict[str, str] = {}
+        if not _GUID.fullmatch(device_id):
+            errors["deviceId"] = "must be the device's GUID (8-4-4-4-12 hex digits)"
+        if not _NONCE.fullmatch(nonce):
+            errors["nonce"] = "must be 8 to 128 URL-safe characters (A-Z a-z 0-9 - _)"
+        if errors:
+            raise BadRequest("Invalid query parameter: " + ", ".join(errors), errors=errors)
+        return cls(device_id=device_id.lower(), nonce=nonce)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBundle:
+    jws: str
+    jti: str
+    kid: str
+    expires: datetime
+
+
+def bundle_issuer(request_url: str, website_hostname: str | None) -> str:
+    """The bundle's `iss`: the app's base URL.
+
+    In Azure the platform's own host name (WEBSITE_HOSTNAME), which a caller cannot influence;
+    elsewhere (the development host) the scheme and host of the request URL.
+    """
+    if website_hostname:
+        return f"https://{website_hostname}"
+    parts = urlsplit(request_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def client_ip(forwarded_for: str | None) -> str | None:
+    """The first address of X-Forwarded-For (App Service adds ':port'); None if unreadable."""
+    if not forwarded_for:
+        return None
+    first = forwarded_for.split(",", 1)[0].strip()
+    if first.startswith("["):  # [IPv6]:port
+        host = first[1:].split("]", 1)[0]
+    elif first.count(":") == 1:  # IPv4:port
+        host = first.split(":", 1)[0]
+    else:
+        host = first
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+async def issue_bundle(
+    caller: Caller, request: BundleRequest, *, issuer: str, ip: str | None
+) -> IssuedBundle:
+    """Sign a bundle for `request.device_id` and audit it; nothing is returned unaudited."""
+    await _ensure_not_blocked(caller.tenant_id, request.device_id)
+    keys = await get_signing_keys()
+    settings = get_settings()
+    issued_at = int(time.time())
+    expires_at = issued_at + settings.bundle_ttl_minutes * 60
+    jti = str(uuid.uuid4())
+    claims = {
+        "iss": issuer,
+        "aud": BUNDLE_AUDIENCE,
+        "sub": request.device_id,
+        "tid": caller.tenant_id,
+        "oid": caller.object_id,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": expires_at,
+        "jti": jti,
+        "nonce": request.nonce,
+        "ccmsetup": CcmsetupCommand.from_settings(settings).as_claim(),
+    }
+    jws = await sign_compact_jws(claims, keys.current)
+    bundle = IssuedBundle(
+        jws=jws,
+        jti=jti,
+        kid=keys.current.public.kid,
+        expires=datetime.fromtimestamp(expires_at, UTC),
+    )
+    await _audit(caller, request, bundle, issued=datetime.fromtimestamp(issued_at, UTC), ip=ip)
+    _log.info("bundle issued", extra={"deviceId": request.device_id, "jti": jti})
+    return bundle
+
+
+async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey) -> str:
+    header = {"alg": "RS256", "typ": BUNDLE_TYPE, "kid": key.public.kid}
+    signing_input = f"{_b64json(header)}.{_b64json(claims)}"
+    signature = await key.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def _b64json(value: Mapping[str, Any]) -> str:
+    return b64url(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:
+    table = await get_storage().table(BLOCKED_DEVICES)
+    try:
+        async with translate_errors():
+            await table.get_entity(tenant_id, device_id, select=["PartitionKey"])
+    except ResourceNotFoundError:
+        return
+    _log.warning("bundle refused: device blocked", extra={"deviceId": device_id})
+    raise Forbidden("This device is blocked from fetching install bundles.")
+
+
+async def _audit(
+    caller: Caller,
+    request: BundleRequest,
+    bundle: IssuedBundle,
+    *,
+    issued: datetime,
+    ip: str | None,
+) -> None:
+    table = await get_storage().table(BUNDLE_ISSUANCE)
+    entity: dict[str, Any] = {
+        "PartitionKey": caller.tenant_id,
+        "RowKey": bundle.jti,
+        "sub": request.device_id,
+        "oid": caller.object_id,
+        "clientAppId": caller.client_app_id,
+        "kid": bundle.kid,
+        "issued": issued,
+        "expires": bundle.expires,
+        "clientIp": ip or "",
+    }
+    async with translate_errors():
+        await table.create_entity(entity)

@@ -1,0 +1,242 @@
+"""Bundle-signing keys: Azure Key Vault, a PEM file, or (Development only) a generated key.
+
+`SigningKeys.current` signs; `/api/jwks` publishes it and, during a rotation, the second key
+(`BUNDLE_SIGNING_NEXT_KEY_ID` / `_FILE`), which verifies but never signs. Rotation:
+  1. put the new key in the NEXT setting; devices refresh their pinned JWKS (both keys);
+  2. swap: the new key becomes BUNDLE_SIGNING_KEY_*, the old one moves to NEXT, so bundles it
+     signed keep verifying until they expire (at most BUNDLE_TTL_MINUTES);
+  3. after that TTL, remove the NEXT setting.
+`kid` is the RFC 7638 thumbprint of the public key, so it names the key itself, not a setting.
+
+With Key Vault the private key never leaves the vault: one `sign` call per bundle (well inside
+the vault's RSA-operation limits); the public key is read once with `get_key` and cached, and
+the key id is pinned to the version read then, so signature and published key always match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from azure.core.exceptions import AzureError
+from azure.identity.aio import DefaultAzureCredential
+from azure.keyvault.keys import KeyVaultKeyIdentifier
+from azure.keyvault.keys.aio import KeyClient
+from azure.keyvault.keys.crypto import SignatureAlgorithm
+from azure.keyvault.keys.crypto.aio import CryptographyClient
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from shared.errors import ServiceUnavailable, SettingError
+from shared.settings import Settings, get_settings
+
+_log = logging.getLogger(__name__)
+
+DEVELOPMENT_KEY_PATH: Final = Path(__file__).resolve().parents[2] / ".keys" / "bundle-signing.pem"
+MIN_RSA_BITS: Final = 2048
+
+Signer = Callable[[bytes], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A published bundle-signing key: the JWK devices pin, named by its RFC 7638 thumbprint."""
+
+    key: rsa.RSAPublicKey
+
+    @property
+    def kid(self) -> str:
+        return rfc7638_thumbprint(self.key)
+
+    def jwk(self) -> dict[str, str]:
+        numbers = self.key.public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": b64url_uint(numbers.n),
+            "e": b64url_uint(numbers.e),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The current key: its public half and how to sign (RS256 over the JWS signing input)."""
+
+    public: PublicKey
+    sign: Signer
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeys:
+    current: SigningKey
+    next: PublicKey | None = None
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        published = [self.current.public] + ([self.next] if self.next else [])
+        return {"keys": [key.jwk() for key in published]}
+
+
+def rfc7638_thumbprint(key: rsa.RSAPublicKey) -> str:
+    numbers = key.public_numbers()
+    members = {"e": b64url_uint(numbers.e), "kty": "RSA", "n": b64url_uint(numbers.n)}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return b64url(hashlib.sha256(canonical).digest())
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64url_uint(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+# -- PEM ---------------------------------------------------------------------------------------
+def pem_signing_key(private_key: rsa.RSAPrivateKey) -> SigningKey:
+    async def sign(signing_input: bytes) -> bytes:
+        return private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+
+    return SigningKey(public=PublicKey(private_key.public_key()), sign=sign)
+
+
+def read_pem_private_key(path: Path, setting: str) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        raise SettingError(setting, "a readable, unencrypted PEM RSA private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
+        raise SettingError(setting, f"an RSA private key of at least {MIN_RSA_BITS} bits")
+    return key
+
+
+def development_private_key(path: Path = DEVELOPMENT_KEY_PATH) -> rsa.RSAPrivateKey:
+    """The Development key: generated once (0600, git-ignored folder), then reused."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        # Write aside, then link into place: two processes starting together agree on one key.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(pem)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+        temporary.unlink()
+        _log.info("generated the Development bundle-signing key")
+    return read_pem_private_key(path, "BUNDLE_SIGNING_KEY_FILE")
+
+
+# -- Key Vault -------------------------------------------------------------------------------
+class KeyVaultKeys:
+    """Key Vault access for one process: one credential, clients per vault, closed together."""
+
+    def __init__(self) -> None:
+        self.credential = DefaultAzureCredential()
+        self._clients: list[KeyClient | CryptographyClient] = []
+
+    async def public_key(self, key_id: str, setting: str) -> tuple[str, rsa.RSAPublicKey]:
+        """(versioned key id, public key), read once."""
+        identifier = KeyVaultKeyIdentifier(key_id)
+        client = KeyClient(identifier.vault_url, self.credential)
+        self._clients.append(client)
+        try:
+            vault_key = await client.get_key(identifier.name, identifier.version)
+        except AzureError as error:
+            raise ServiceUnavailable("The bundle-signing key could not be read.") from error
+        # JsonWebKey sets its fields dynamically (no annotations), hence getattr.
+        kty, n, e = (getattr(vault_key.key, name, None) for name in ("kty", "n", "e"))
+        if kty not in ("RSA", "RSA-HSM") or not n or not e or not vault_key.id:
+            raise SettingError(setting, "a Key Vault RSA key")
+        public = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big"))
+        return vault_key.id, public.public_key()
+
+    async def signing_key(self, key_id: str) -> SigningKey:
+        versioned_id, public = await self.public_key(key_id, "BUNDLE_SIGNING_KEY_ID")
+        crypto = CryptographyClient(versioned_id, self.credential)
+        self._clients.append(crypto)
+
+        async def sign(signing_input: bytes) -> bytes:
+            digest = hashlib.sha256(signing_input).digest()
+            try:
+                result = await crypto.sign(SignatureAlgorithm.rs256, digest)
+            except AzureError as error:
+                raise ServiceUnavailable("The bundle could not be signed; retry later.") from error
+            return bytes(result.signature)
+
+        return SigningKey(public=PublicKey(public), sign=sign)
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()
+        await self.credential.close()
+
+
+# -- loading -----------------------------------------------------------------------------------
+async def load_signing_keys(
+    settings: Settings,
+    *,
+    vault: KeyVaultKeys | None = None,
+    development_key_path: Path = DEVELOPMENT_KEY_PATH,
+) -> SigningKeys:
+    """Current and next keys as the settings say: Key Vault first, then PEM, then Development."""
+    if (settings.signing_key_id or settings.signing_next_key_id) and vault is None:
+        vault = KeyVaultKeys()
+    if settings.signing_key_id:
+        assert vault is not None
+        current = await vault.signing_key(settings.signing_key_id)
+    elif settings.signing_key_file:
+        current = pem_signing_key(
+            read_pem_private_key(settings.signing_key_file, "BUNDLE_SIGNING_KEY_FILE")
+        )
+    elif settings.is_development:
+        current = pem_signing_key(development_private_key(development_key_path))
+    else:  # Settings.from_env refuses this outside Development; say so if it ever slips by.
+        raise SettingError("BUNDLE_SIGNING_KEY_ID", "a Key Vault key id or a PEM key file")
+    next_key: PublicKey | None = None
+    if settings.signing_next_key_id:
+        assert vault is not None
+        _, public = await vault.public_key(
+            settings.signing_next_key_id, "BUNDLE_SIGNING_NEXT_KEY_ID"
+        )
+        next_key = PublicKey(public)
+    elif settings.signing_next_key_file:
+        private = read_pem_private_key(
+            settings.signing_next_key_file, "BUNDLE_SIGNING_NEXT_KEY_FILE"
+        )
+        next_key = PublicKey(private.public_key())
+    if next_key is not None and next_key.kid == current.public.kid:
+        next_key = None  # the same key twice is not a rotation
+    return SigningKeys(current=current, next=next_key)
+
+
+# One set per event loop: Key Vault's async clients belong to the loop that made them.
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[SigningKeys]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def get_signing_keys() -> SigningKeys:
+    """The process's signing keys, loaded once per loop (concurrent first callers share it)."""
+    loop = asyncio.get_running_loop()
+    task = _by_loop.get(loop)
+    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        task = loop.create_task(load_signing_keys(get_settings()))
+        _by_loop[loop] = task
+    return await asyncio.shield(task)
