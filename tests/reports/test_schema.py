@@ -1,0 +1,109 @@
+"""The status report schema: every failing field named, times normalised, one canonical form."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.reports import InvalidReport, parse_report, parse_report_text
+
+NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+
+
+def valid(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "reportId": str(uuid.uuid4()),
+        "deviceId": str(uuid.uuid4()),
+        "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "hostname": "PC01.contoso.com",
+        "stage": "installed",
+        "azureAdJoined": True,
+        "domainJoined": False,
+        "ccmsetupExitCode": 0,
+        "clientVersion": "5.00.9128.1000",
+        "siteCode": "abc",
+        "reportedAt": "2026-11-27T16:30:00+02:00",
+    }
+    body.update(overrides)
+    return body
+
+
+def test_offsets_are_normalised_to_utc_and_the_canonical_form_is_stable() -> None:
+    report = parse_report(valid(), now=NOW)
+    assert report.reported_at == datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
+    assert report.site_code == "ABC"
+    canonical = json.loads(report.canonical())
+    assert canonical["reportedAt"] == "2026-11-27T14:30:00.000000Z"
+    assert parse_report(canonical, now=NOW) == report
+
+
+def test_every_failing_field_is_named_at_once() -> None:
+    body = valid(
+        reportId="nope",
+        deviceId=42,
+        hostname="bad host!",
+        stage="done",
+        azureAdJoined="yes",
+        ccmsetupExitCode=1.5,
+        clientVersion="five",
+        siteCode="ABCD",
+        reportedAt="2026-11-27T15:00:00",
+        dsregcmd={"AzureAdJoined": 1},
+        extra=1,
+    )
+    del body["domainJoined"]
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(body, now=NOW)
+    assert set(caught.value.errors) == {
+        "reportId",
+        "deviceId",
+        "hostname",
+        "stage",
+        "azureAdJoined",
+        "domainJoined",
+        "ccmsetupExitCode",
+        "clientVersion",
+        "siteCode",
+        "reportedAt",
+        "dsregcmd",
+        "extra",
+    }
+    assert "time zone" in caught.value.errors["reportedAt"]
+
+
+def test_a_time_too_far_in_the_future_is_refused_but_small_skew_is_not() -> None:
+    ahead = (NOW + timedelta(minutes=6)).isoformat()
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(reportedAt=ahead), now=NOW)
+    assert "future" in caught.value.errors["reportedAt"]
+    parse_report(valid(reportedAt=(NOW + timedelta(minutes=4)).isoformat()), now=NOW)
+
+
+def test_unsigned_and_signed_exit_codes_are_one_value_and_nulls_are_allowed() -> None:
+    unsigned = parse_report(valid(ccmsetupExitCode=0x80070005), now=NOW)
+    signed = parse_report(valid(ccmsetupExitCode=-2147024891), now=NOW)
+    assert unsigned.ccmsetup_exit_code == signed.ccmsetup_exit_code == -2147024891
+    nulls = parse_report(valid(ccmsetupExitCode=None, clientVersion=None, siteCode=None), now=NOW)
+    assert (nulls.ccmsetup_exit_code, nulls.client_version, nulls.site_code) == (None, None, None)
+    with pytest.raises(InvalidReport):
+        parse_report(valid(ccmsetupExitCode=2**32), now=NOW)
+    with pytest.raises(InvalidReport):
+        parse_report(valid(ccmsetupExitCode=True), now=NOW)
+
+
+def test_text_that_is_not_a_json_object_is_named_as_the_body() -> None:
+    for text in (b"not json", b"[1,2]", b"\xff\xfe"):
+        with pytest.raises(InvalidReport) as caught:
+            parse_report_text(text, now=NOW)
+        assert list(caught.value.errors) == ["/"]
+
+
+def test_a_dsregcmd_map_too_big_for_a_queue_message_is_refused() -> None:
+    huge = {f"Key{i}": "x" * 200 for i in range(100)}
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(dsregcmd=huge), now=NOW)
+    assert list(caught.value.errors) == ["dsregcmd"]
