@@ -1,0 +1,79 @@
+"""`python -m devhost --port PORT [--script-root DIR] [--host 127.0.0.1]`: run a function app.
+
+Loads local.settings.json `Values` (unless DEVHOST_NO_LOCAL_SETTINGS=1) without overriding the
+environment, imports `function_app.app` from the script root and serves it until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devhost.config import HostConfigError, load_local_settings, local_settings_disabled
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # The Azure SDKs log every request at INFO; keep their warnings only.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument(
+        "--script-root",
+        type=Path,
+        default=Path.cwd(),
+        help="folder with function_app.py and host.json (default: the current folder)",
+    )
+    return parser.parse_args(argv)
+
+
+async def serve(script_root: Path, host: str, port: int) -> None:
+    from devhost.host import DevHost  # imports the function app: after settings are loaded
+
+    devhost = DevHost(script_root, os.environ, host=host, port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await devhost.serve(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    script_root: Path = args.script_root.resolve()
+    try:
+        if not local_settings_disabled():
+            added = load_local_settings(script_root, os.environ)
+            if added:
+                print(f"Loaded {len(added)} settings from local.settings.json", flush=True)
+        asyncio.run(serve(script_root, args.host, args.port))
+    except HostConfigError as error:
+        print(f"devhost: {error}", file=sys.stderr, flush=True)
+        return 2
+    except OSError as error:
+        print(f"devhost: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 2
+    logging.shutdown()
+    if any(t.name.startswith("function") for t in threading.enumerate()):
+        os._exit(0)  # a synchronous function still runs past the grace period: do not wait
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
