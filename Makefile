@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean scan-infra
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -27,8 +27,12 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: lint
+test: lint scan-infra
 	$(PY) -m pytest
 
+# checkov in its own venv (.venv-scan); fails on any parsing error or unskipped finding.
+scan-infra:
+	$(PYTHON) scripts/scan_infra.py
+
 clean:
-	rm -rf $(VENV) node_modules .keys .azurite .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-scan node_modules .keys .azurite .mypy_cache .ruff_cache .pytest_cache
