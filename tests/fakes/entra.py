@@ -115,6 +115,10 @@ class EntraIssuer:
         with self._lock:
             return {"keys": [key.public_jwk() for key in self._published]}
 
+    def published_keys(self) -> list[SigningKey]:
+        with self._lock:
+            return list(self._published)
+
     def publish_key(self, key: SigningKey | None = None) -> SigningKey:
         """Publish an extra key (not yet used for minting); returns it."""
         key = key or SigningKey.generate()
@@ -122,13 +126,15 @@ class EntraIssuer:
             self._published.append(key)
         return key
 
-    def rotate(self, *, keep_old: bool = True) -> SigningKey:
-        """Publish a new key and mint with it from now on; optionally retire the old one."""
-        new_key = SigningKey.generate()
+    def rotate(self, *, keep_old: bool = True, to: SigningKey | None = None) -> SigningKey:
+        """Mint with a new key from now on (`to`, if already published in advance, as Entra
+        does; else a fresh one, published now); optionally retire the old key."""
+        new_key = to or SigningKey.generate()
         with self._lock:
             if not keep_old:
                 self._published = [k for k in self._published if k is not self.current_key]
-            self._published.append(new_key)
+            if new_key not in self._published:
+                self._published.append(new_key)
             self.current_key = new_key
         return new_key
 

@@ -1,0 +1,446 @@
+"""`GET /api/bundle` and `GET /api/jwks` through the development host, with the loopback Entra
+issuer and a private Azurite (the host runs every queue trigger, so it must not share the
+session's queues with other tests)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from devhost.azurite import Azurite, running_azurite
+from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
+from shared.storage import Storage, StorageConfig
+from tests.bundles.windows_argv import split_windows_command_line
+from tests.fakes.entra import EntraIssuer, SigningKey
+from tests.support.devhost import REPO_ROOT, DevHostProcess
+from tests.support.settings import (
+    CCM_HOSTNAME,
+    CLIENT_APP_ID,
+    RESOURCE_URI,
+    SERVER_APP_ID,
+    SITE_CODE,
+    TENANT_ID,
+    TENANT_NAME,
+    product_env,
+)
+
+SOURCE = "C:\\CM Client\\"
+MANAGEMENT_POINT = "https://mp.contoso.com"
+EXPECTED_PROPERTIES = {
+    "CCMHOSTNAME": CCM_HOSTNAME,
+    "SMSSiteCode": SITE_CODE,
+    "SMSMP": MANAGEMENT_POINT,
+    "AADTENANTID": TENANT_ID,
+    "AADTENANTNAME": TENANT_NAME,
+    "AADCLIENTAPPID": CLIENT_APP_ID,
+    "AADRESOURCEURI": RESOURCE_URI,
+}
+INVALID_TOKEN = 'Bearer error="invalid_token"'
+
+
+@dataclass
+class Service:
+    host: DevHostProcess
+    storage: Storage
+    issuer: EntraIssuer
+    http: httpx.AsyncClient
+
+    async def get_bundle(
+        self, device_id: str, token: str | None, nonce: str = "n0nce-abcdef", **headers: str
+    ) -> httpx.Response:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        params = {"deviceId": device_id, "nonce": nonce}
+        return await self.http.get(self.host.url("/api/bundle"), params=params, headers=headers)
+
+    async def jwks(self) -> dict[str, Any]:
+        response = await self.http.get(self.host.url("/api/jwks"))
+        assert response.status_code == 200
+        document: dict[str, Any] = response.json()
+        return document
+
+    async def audit_rows(self, device_id: str) -> list[dict[str, Any]]:
+        table = await self.storage.table(BUNDLE_ISSUANCE)
+        query = "PartitionKey eq @tenant and sub eq @device"
+        params = {"tenant": TENANT_ID, "device": device_id}
+        return [dict(row) async for row in table.query_entities(query, parameters=params)]
+
+
+@pytest.fixture(scope="module")
+def private_azurite() -> Iterator[Azurite]:
+    with running_azurite() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def module_issuer() -> Iterator[EntraIssuer]:
+    """Its own issuer, with a next key published before the host first fetches the key set (as
+    Entra publishes keys ahead of use): the rollover test switches to it."""
+    with EntraIssuer() as issuer:
+        issuer.publish_key()
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "bundle-signing.pem"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+async def service(
+    private_azurite: Azurite, module_issuer: EntraIssuer, signing_key_file: Path
+) -> AsyncIterator[Service]:
+    env = product_env(
+        private_azurite.connection_string,
+        AAD_AUTHORITY_HOST=module_issuer.authority_host,
+        BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
+        CCMSETUP_SOURCE=SOURCE,
+        CCMSETUP_NO_CRL_CHECK="true",
+        SMS_MP=MANAGEMENT_POINT,
+        BUNDLE_TTL_MINUTES="45",
+    )
+    storage = Storage(StorageConfig(connection_string=private_azurite.connection_string))
+    with DevHostProcess(env) as host:
+        async with httpx.AsyncClient(timeout=30) as http:
+            yield Service(host=host, storage=storage, issuer=module_issuer, http=http)
+    await storage.close()
+
+
+def new_device() -> str:
+    return str(uuid.uuid4())
+
+
+def verify_with_published_jwks(jws: str, jwks: dict[str, Any]) -> dict[str, Any]:
+    header = jwt.get_unverified_header(jws)
+    jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    claims: dict[str, Any] = jwt.decode(
+        jws, jwt.PyJWK(jwk).key, algorithms=["RS256"], audience="ccmsetup"
+    )
+    return claims
+
+
+# -- the happy path -----------------------------------------------------------------------------
+@pytest.mark.parametrize("version", [1, 2])
+async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
+    service: Service, version: int
+):
+    device, oid = new_device(), str(uuid.uuid4())
+    token = service.issuer.mint_access_token(version=version, oid=oid)
+
+    before = int(time.time())
+    response = await service.get_bundle(
+        device.upper(), token, nonce="abc_DEF-123456", **{"X-Forwarded-For": "203.0.113.7:50123"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/jose")
+    assert response.headers["Cache-Control"] == "no-store"
+    header = jwt.get_unverified_header(response.text)
+    assert header == {"alg": "RS256", "typ": "cmboot-bundle+jwt", "kid": header["kid"]}
+    claims = verify_with_published_jwks(response.text, await service.jwks())
+    assert claims["iss"] == service.host.base_url
+    assert claims["sub"] == device
+    assert claims["tid"] == TENANT_ID
+    assert claims["oid"] == oid
+    assert claims["nonce"] == "abc_DEF-123456"
+    assert before <= claims["iat"] == claims["nbf"] <= int(time.time())
+    assert claims["exp"] == claims["iat"] + 45 * 60
+    assert str(uuid.UUID(claims["jti"], version=4)) == claims["jti"]
+    assert claims["ccmsetup"]["switches"] == ["/NoCrlCheck", f"/Source:{SOURCE}"]
+    assert claims["ccmsetup"]["properties"] == EXPECTED_PROPERTIES
+    argv = split_windows_command_line(claims["ccmsetup"]["commandLine"])
+    assert argv == [
+        "ccmsetup.exe",
+        "/NoCrlCheck",
+        f"/Source:{SOURCE}",
+        *(f"{name}={value}" for name, value in EXPECTED_PROPERTIES.items()),
+    ]
+
+    [row] = await service.audit_rows(device)
+    assert row["RowKey"] == claims["jti"]
+    assert row["oid"] == oid
+    assert row["clientIp"] == "203.0.113.7"
+    assert row["issued"] == datetime.fromtimestamp(claims["iat"], UTC)
+    assert row["expires"] - row["issued"] == timedelta(minutes=45)
+
+
+async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: Service):
+    jwks = await service.jwks()
+
+    [key] = jwks["keys"]
+    assert set(key) == {"kty", "use", "alg", "kid", "n", "e"}
+    canonical = json.dumps({"e": key["e"], "kty": "RSA", "n": key["n"]}, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    assert key["kid"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+# -- 403: valid tokens that are not allowed -------------------------------------------------------
+async def test_token_of_another_client_app_is_forbidden(service: Service):
+    device = new_device()
+    for version in (1, 2):
+        token = service.issuer.mint_access_token(version=version, client_app_id=str(uuid.uuid4()))
+        response = await service.get_bundle(device, token)
+        assert response.status_code == 403
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert await service.audit_rows(device) == []
+
+
+async def test_blocked_device_is_forbidden_and_not_audited(service: Service):
+    device = new_device()
+    blocked = await service.storage.table(BLOCKED_DEVICES)
+    await blocked.create_entity(
+        {"PartitionKey": TENANT_ID, "RowKey": device, "reason": "stolen", "by": "admin"}
+    )
+
+    response = await service.get_bundle(device, service.issuer.mint_access_token())
+
+    assert response.status_code == 403
+    assert "blocked" in response.json()["detail"]
+    assert await service.audit_rows(device) == []
+
+
+# -- 400 and the bare challenge -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("device_id", "nonce", "named"),
+    [
+        ("not-a-guid", "n0nce-abcdef", {"deviceId"}),
+        (str(uuid.uuid4()), "short", {"nonce"}),
+        (str(uuid.uuid4()), "x" * 129, {"nonce"}),
+        (str(uuid.uuid4()), "has space!", {"nonce"}),
+        ("", "", {"deviceId", "nonce"}),
+    ],
+)
+async def test_bad_parameters_are_400_naming_them(
+    service: Service, device_id: str, nonce: str, named: set[str]
+):
+    response = await service.get_bundle(device_id, service.issuer.mint_access_token(), nonce)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert {error["field"] for error in response.json()["errors"]} == named
+
+
+async def test_no_authorization_header_gets_a_plain_bearer_challenge(service: Service):
+    device = new_device()
+    response = await service.get_bundle(device, None)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["status"] == 401
+    assert await service.audit_rows(device) == []
+
+
+# -- 401: the attack matrix -----------------------------------------------------------------------
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64json(value: dict[str, Any]) -> str:
+    return b64url(json.dumps(value).encode())
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return f"{b64json(header)}.{b64json(claims)}.{b64url(signature)}"
+
+
+def hs256_with_public_key(issuer: EntraIssuer) -> str:
+    """The classic confusion attack: HMAC keyed with the RSA public key the JWKS publishes."""
+    secret = issuer.current_key.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": issuer.current_key.kid}
+    signing_input = f"{b64json(header)}.{b64json(issuer.access_token_claims())}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def with_attacker_key_in_header(issuer: EntraIssuer, parameter: str) -> str:
+    """Signed by a key the tenant never published, with a header saying where to find it."""
+    attacker = SigningKey.generate()
+    value: Any = {
+        "jku": f"{issuer.authority_host}/attacker/keys",
+        "x5u": f"{issuer.authority_host}/attacker/cert.pem",
+        "jwk": attacker.public_jwk(),
+    }[parameter]
+    return issuer.mint_access_token(key=attacker, headers={parameter: value})
+
+
+def tampered(issuer: EntraIssuer) -> str:
+    header, _, signature = issuer.mint_access_token().split(".")
+    claims = issuer.access_token_claims(client_app_id=CLIENT_APP_ID, roles=["Bootstrap.Admin"])
+    return f"{header}.{b64json(claims)}.{signature}"
+
+
+def id_token(issuer: EntraIssuer) -> str:
+    return issuer.mint_id_token()
+
+
+def id_token_for_the_server(issuer: EntraIssuer) -> str:
+    return issuer.mint_id_token(audience=SERVER_APP_ID)
+
+
+def es256(issuer: EntraIssuer) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    headers = {"kid": issuer.current_key.kid}
+    return jwt.encode(issuer.access_token_claims(), key, algorithm="ES256", headers=headers)
+
+
+def rs384_with_the_real_key(issuer: EntraIssuer) -> str:
+    key = issuer.current_key
+    return jwt.encode(
+        issuer.access_token_claims(), key.private_key, algorithm="RS384", headers={"kid": key.kid}
+    )
+
+
+NOW = int(time.time())
+ATTACKS: dict[str, Callable[[EntraIssuer], str]] = {
+    "alg none": lambda i: forged(
+        {"alg": "none", "typ": "JWT", "kid": i.current_key.kid}, i.access_token_claims()
+    ),
+    "HS256 keyed with the public key": hs256_with_public_key,
+    "ES256 with the real kid": es256,
+    "RS384 with the real key": rs384_with_the_real_key,
+    "wrong aud": lambda i: i.mint_access_token(audience=str(uuid.uuid4())),
+    "aud is the client app": lambda i: i.mint_access_token(audience=CLIENT_APP_ID),
+    "wrong iss": lambda i: i.mint_access_token(iss="https://login.evil.example/x/v2.0"),
+    "v1 token with v2 issuer": lambda i: i.mint_access_token(version=1, iss=i.v2_issuer()),
+    "another tenant": lambda i: i.mint_access_token(tenant_id=str(uuid.uuid4())),
+    "tid differs from iss": lambda i: i.mint_access_token(tid=str(uuid.uuid4())),
+    "expired": lambda i: i.mint_access_token(exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200),
+    "nbf in the future": lambda i: i.mint_access_token(nbf=NOW + 3600),
+    "missing exp": lambda i: i.mint_access_token(exp=None),
+    "missing oid": lambda i: i.sign({**i.access_token_claims(), "oid": None}),
+    "no scope or role": lambda i: i.mint_access_token(scp=None),
+    "unknown kid": lambda i: i.mint_access_token(headers={"kid": "no-such-kid"}),
+    "jku header": lambda i: with_attacker_key_in_header(i, "jku"),
+    "x5u header": lambda i: with_attacker_key_in_header(i, "x5u"),
+    "embedded jwk header": lambda i: with_attacker_key_in_header(i, "jwk"),
+    "unknown crit": lambda i: i.mint_access_token(headers={"crit": ["urn:x"], "urn:x": 1}),
+    "tampered payload": tampered,
+    "stripped signature": lambda i: i.mint_access_token().rsplit(".", 1)[0] + ".",
+    "truncated": lambda i: i.mint_access_token()[:-20],
+    "garbage": lambda i: "this-is-not-a-token",
+    "key never published": lambda i: i.mint_access_token(key=SigningKey.generate()),
+    "ID token": id_token,
+    "ID token for the server app": id_token_for_the_server,
+    "100 KB": lambda i: i.mint_access_token() + "A" * 100_000,
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_bad_token_is_401_invalid_token_and_not_audited(service: Service, attack: str):
+    device = new_device()
+    token = ATTACKS[attack](service.issuer)
+
+    response = await service.get_bundle(device, token)
+
+    if attack == "100 KB" and response.status_code == 431:
+        return  # DESIGN.md: a token too large for the HTTP layer may get 431
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == INVALID_TOKEN
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == 401
+    assert token not in response.text
+    assert await service.audit_rows(device) == []
+
+
+# -- key rollover ---------------------------------------------------------------------------------
+async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service: Service):
+    issuer = service.issuer
+    ok = await service.get_bundle(new_device(), issuer.mint_access_token())
+    assert ok.status_code == 200
+    upcoming = next(k for k in issuer.published_keys() if k is not issuer.current_key)
+    fetches_before = issuer.key_fetches
+
+    issuer.rotate(to=upcoming, keep_old=False)
+    response = await service.get_bundle(new_device(), issuer.mint_access_token())
+
+    assert response.status_code == 200, response.text
+    assert issuer.key_fetches == fetches_before
+
+
+# -- the reference client -------------------------------------------------------------------------
+def run_client(service: Service, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", ""), "CMBOOTSTRAP_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "client/cmbootstrap_client.py", "--api", service.host.url("/api"), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_reference_client_pins_the_jwks_verifies_and_builds_argv(
+    service: Service, tmp_path: Path
+):
+    device = new_device()
+    pinned = tmp_path / "jwks.json"
+    token = service.issuer.mint_access_token()
+
+    first = run_client(
+        service, token, "--device-id", device, "--jwks", str(pinned), "--trust-jwks-url", "--json"
+    )
+    again = run_client(service, token, "--device-id", device, "--jwks", str(pinned), "--json")
+
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    output = json.loads(again.stdout)
+    assert output["argv"] == [
+        "ccmsetup.exe",
+        "/NoCrlCheck",
+        f"/Source:{SOURCE}",
+        *(f"{name}={value}" for name, value in EXPECTED_PROPERTIES.items()),
+    ]
+    assert len(await service.audit_rows(device)) == 2
+    assert token not in first.stdout + first.stderr
+
+
+async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
+    service: Service, tmp_path: Path
+):
+    other = SigningKey.generate().public_jwk()
+    pinned = tmp_path / "jwks.json"
+    pinned.write_text(json.dumps({"keys": [other]}))
+
+    result = run_client(
+        service,
+        service.issuer.mint_access_token(),
+        "--device-id",
+        new_device(),
+        "--jwks",
+        str(pinned),
+    )
+
+    assert result.returncode == 2
+    assert "kid is not in the pinned JWK Set" in result.stderr
