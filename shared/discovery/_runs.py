@@ -1,0 +1,135 @@
+"""Run history in `DiscoveryRuns` (PartitionKey tenant, RowKey inverted-time run id).
+
+A run id sorts newest first, so the table's natural order is the admin view's order and paging
+continues after the last RowKey returned.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.discovery._state import RunProgress
+from shared.storage import translate_errors
+
+Status = Literal["running", "succeeded", "failed", "skipped", "continued"]
+_MAX_MILLIS: Final = 10**13 - 1
+RUN_ID_PATTERN: Final = re.compile(r"[0-9]{13}-[0-9a-f]{6}")
+RUN_COLUMNS: Final = (
+    "mode",
+    "trigger",
+    "status",
+    "pages",
+    "upserts",
+    "deletes",
+    "startedAt",
+    "finishedAt",
+    "durationSeconds",
+    "invocations",
+    "error",
+    "fallbackReason",
+)
+
+
+def new_run_id(now: datetime) -> str:
+    """Inverted milliseconds (newest sorts first) and a random suffix against collisions."""
+    millis = int(now.timestamp() * 1000)
+    return f"{_MAX_MILLIS - millis:013d}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    runs: list[dict[str, Any]]
+    continuation: str | None
+
+
+class RunLog:
+    def __init__(self, table: TableClient, tenant_id: str) -> None:
+        self._table = table
+        self._tenant_id = tenant_id
+
+    async def record(
+        self,
+        progress: RunProgress,
+        status: Status,
+        *,
+        error: str | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Write the run's row from its checkpointed progress (merge: `error` survives)."""
+        now = datetime.now(UTC)
+        row: dict[str, Any] = {
+            "PartitionKey": self._tenant_id,
+            "RowKey": progress.run_id,
+            "mode": progress.mode,
+            "trigger": progress.trigger,
+            "status": status,
+            "pages": progress.pages,
+            "upserts": progress.upserts,
+            "deletes": progress.deletes,
+            "invocations": progress.invocations,
+            "startedAt": progress.started_at,
+            "durationSeconds": round((now - progress.started_at).total_seconds(), 3),
+        }
+        if progress.fallback_reason:
+            row["fallbackReason"] = progress.fallback_reason
+        if error is not None:
+            row["error"] = error
+        if finished:
+            row["finishedAt"] = now
+        async with translate_errors():
+            await self._table.upsert_entity(row, mode=UpdateMode.MERGE)
+
+    async def record_skipped(self, mode: str, trigger: str, reason: str) -> str:
+        now = datetime.now(UTC)
+        run_id = new_run_id(now)
+        row = {
+            "PartitionKey": self._tenant_id,
+            "RowKey": run_id,
+            "mode": mode,
+            "trigger": trigger,
+            "status": "skipped",
+            "pages": 0,
+            "upserts": 0,
+            "deletes": 0,
+            "startedAt": now,
+            "finishedAt": now,
+            "durationSeconds": 0.0,
+            "error": reason,
+        }
+        async with translate_errors():
+            await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        return run_id
+
+    async def page(self, size: int, after: str | None) -> RunsPage:
+        """Up to `size` runs, newest first, after the run id `after`."""
+        query = "PartitionKey eq @tenant"
+        parameters = {"tenant": self._tenant_id}
+        if after:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        runs: list[dict[str, Any]] = []
+        more = False
+        async with translate_errors():
+            async for row in self._table.query_entities(
+                query, parameters=parameters, results_per_page=size + 1
+            ):
+                if len(runs) == size:
+                    more = True
+                    break
+                runs.append(_public(row))
+        return RunsPage(runs, runs[-1]["runId"] if more and runs else None)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {"runId": row["RowKey"]}
+    for column in RUN_COLUMNS:
+        value = row.get(column)
+        view[column] = value.isoformat() if isinstance(value, datetime) else value
+    return view

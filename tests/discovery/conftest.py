@@ -1,0 +1,84 @@
+"""Fixtures for discovery: the loopback managed identity and Graph, a fresh tenant per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.discovery import DiscoveryConfig
+from shared.names import AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
+from shared.storage import Storage
+from tests.fakes.graph import FakeGraph, expected_rows
+from tests.fakes.identity import FakeManagedIdentity
+
+# Columns the product adds to Graph's; everything else must equal the directory.
+BOOKKEEPING = {"PartitionKey", "RowKey", "lastDiscoveredAt", "lastSeenRunId"}
+
+
+@pytest.fixture(scope="session")
+def identity() -> Iterator[FakeManagedIdentity]:
+    with FakeManagedIdentity() as server:
+        yield server
+
+
+@pytest.fixture
+def managed_identity_env(
+    identity: FakeManagedIdentity, monkeypatch: pytest.MonkeyPatch
+) -> FakeManagedIdentity:
+    """The App Service managed-identity variables, as Azure sets them for the worker."""
+    for name, value in identity.environment().items():
+        monkeypatch.setenv(name, value)
+    return identity
+
+
+@pytest.fixture
+def tenant() -> str:
+    return str(uuid.uuid4())
+
+
+def make_graph(identity: FakeManagedIdentity, users: int, **kwargs: Any) -> FakeGraph:
+    return FakeGraph(identity, users=users, seed=str(uuid.uuid4()), **kwargs)
+
+
+def config_for(graph: FakeGraph, tenant: str, **overrides: Any) -> DiscoveryConfig:
+    values: dict[str, Any] = {
+        "tenant_id": tenant,
+        "graph_base_url": graph.graph_base_url,
+        "time_budget_seconds": 60,
+        "lease_seconds": 60,
+    }
+    return DiscoveryConfig(**(values | overrides))
+
+
+async def user_rows(storage: Storage, tenant: str) -> dict[str, dict[str, Any]]:
+    table = await storage.table(AAD_USERS)
+    rows: dict[str, dict[str, Any]] = {}
+    async for row in table.query_entities("PartitionKey eq @t", parameters={"t": tenant}):
+        rows[row["RowKey"]] = {k: v for k, v in row.items() if k not in BOOKKEEPING}
+    return rows
+
+
+async def assert_mirrors(storage: Storage, tenant: str, graph: FakeGraph) -> None:
+    """AadUsers equals the directory: live users column for column, the rest deleted."""
+    rows = await user_rows(storage, tenant)
+    expected = expected_rows(graph.live_users())
+    live = {k: v for k, v in rows.items() if not v.get("isDeleted")}
+    assert live == expected
+    removed = set(rows) - set(live)
+    assert removed <= graph.removed_ids()
+
+
+async def run_rows(storage: Storage, tenant: str) -> list[dict[str, Any]]:
+    table = await storage.table(DISCOVERY_RUNS)
+    return [
+        dict(row)
+        async for row in table.query_entities("PartitionKey eq @t", parameters={"t": tenant})
+    ]
+
+
+async def state_row(storage: Storage, tenant: str) -> dict[str, Any]:
+    table = await storage.table(DISCOVERY_STATE)
+    return dict(await table.get_entity(tenant, "users"))
