@@ -223,13 +223,9 @@ def test_queue_trigger_with_output_binding(
     host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
 ) -> None:
     send_base64(azurite, host_env["RELAY_IN_QUEUE"], "first,second")
-    out = wait_for(
-        lambda: (
-            len(raw_messages(azurite, host_env["RELAY_OUT_QUEUE"])) == 2
-            and raw_messages(azurite, host_env["RELAY_OUT_QUEUE"])
-        ),
-        what="two output messages",
-    )
+    out_queue = host_env["RELAY_OUT_QUEUE"]
+    wait_for(lambda: len(raw_messages(azurite, out_queue)) == 2, what="two output messages")
+    out = raw_messages(azurite, out_queue)
     # base64 on the wire, one message per list item, the dequeue count seen by the function
     assert sorted(base64.b64decode(m).decode() for m in out) == ["first|1", "second|1"]
     wait_for(
