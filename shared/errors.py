@@ -64,12 +64,13 @@ class ProblemError(BootstrapError):
         return PROBLEM_TYPE_BASE + self.slug
 
     def body(self) -> dict[str, object]:
+        # Extensions never override the RFC 9457 members (health adds its own "status").
         return {
+            **self.extensions,
             "type": self.type_uri,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
-            **self.extensions,
         }
 
 
