@@ -3,6 +3,9 @@
 import azure.functions as func
 
 from blueprints import bundles, discovery, health, reports
+from shared.telemetry import configure_telemetry
+
+configure_telemetry()  # Application Insights when configured; log redaction always
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
