@@ -123,8 +123,8 @@ class DevHost:
         await runner.setup()
         await web.TCPSite(runner, self.host, self.port).start()
         polling = asyncio.Event()
-        workers = [asyncio.create_task(t.run(polling)) for t in self.timers]
-        workers += [asyncio.create_task(q.run(polling)) for q in self.listeners]
+        timers = [asyncio.create_task(t.run(polling)) for t in self.timers]
+        pollers = [asyncio.create_task(q.run(polling)) for q in self.listeners]
         print("\n".join(self.listing()), flush=True)
         self._state = "Running"
         log.info("Host started on %s", self.base_url)
@@ -132,10 +132,13 @@ class DevHost:
         self._state = "Stopping"
         log.info("Host stopping: in-flight invocations get %ss", self.grace_seconds)
         polling.set()
+        for poller in pollers:  # a fetch in progress (maybe retrying) is not worth waiting for
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
         deadline = asyncio.get_running_loop().time() + self.grace_seconds
         await asyncio.gather(
             runner.cleanup(),
-            self._finish(workers, deadline),
+            self._finish(timers, deadline),
             *(listener.drain(deadline) for listener in self.listeners),
         )
         await self.clients.close()
