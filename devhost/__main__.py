@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 from devhost.config import HostConfigError, load_local_settings, local_settings_disabled
 
@@ -69,11 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"devhost: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 2
-    logging.shutdown()
-    if any(t.name.startswith("function") for t in threading.enumerate()):
-        os._exit(0)  # a synchronous function still runs past the grace period: do not wait
     return 0
 
 
+def exit_process(code: int) -> NoReturn:
+    """Exit; without waiting for a synchronous function still running past the grace period."""
+    logging.shutdown()
+    if any(thread.name.startswith("function") for thread in threading.enumerate()):
+        sys.stdout.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())
