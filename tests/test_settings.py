@@ -1,0 +1,118 @@
+"""Each kind of bad setting fails with one line that names it and says what is expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from shared.errors import SettingError
+from shared.settings import Settings
+from tests.support.devhost import REPO_ROOT
+from tests.support.settings import product_env
+
+
+def valid_env(**overrides: str) -> dict[str, str]:
+    return product_env("UseDevelopmentStorage=true", **overrides)
+
+
+def error_for(env: dict[str, str]) -> SettingError:
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env(env)
+    return caught.value
+
+
+def test_valid_settings_are_read() -> None:
+    settings = Settings.from_env(valid_env(CCMSETUP_SOURCE="C:\\CLIENT", BUNDLE_TTL_MINUTES="1440"))
+    assert settings.site_code == "ABC"
+    assert settings.ccmsetup_source == "C:\\CLIENT"
+    assert settings.bundle_ttl_minutes == 1440
+    assert settings.is_development
+
+
+def test_missing_required_setting() -> None:
+    env = valid_env()
+    del env["AAD_TENANT_ID"]
+    error = error_for(env)
+    assert error.name == "AAD_TENANT_ID"
+    assert str(error) == (
+        "AAD_TENANT_ID is required: expected a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("AAD_CLIENT_APP_ID", "not-a-guid", "a GUID"),
+        ("AAD_SERVER_APP_ID", "{9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b}", "a GUID"),
+        ("SMS_SITE_CODE", "AB", "three-character site code"),
+        ("SMS_SITE_CODE", "A-C", "three-character site code"),
+        ("SMS_SITE_CODE", "SMS", "three-character site code"),  # reserved by ConfigMgr
+        ("SMS_SITE_CODE", "con", "three-character site code"),  # reserved, any case
+        ("CCM_HOSTNAME", "https://CONTOSO.CLOUDAPP.NET/CCM_Proxy_ServerAuth/1", "without a scheme"),
+        ("CCMSETUP_SOURCE", 'C:\\CLIENT" /evil', "Windows folder"),
+        ("CCMSETUP_SOURCE", "client", "Windows folder"),
+        ("AAD_AUTHORITY_HOST", "http://login.microsoftonline.com", "http only for loopback"),
+        ("GRAPH_BASE_URL", "http://graph.example.com/v1.0", "http only for loopback"),
+        ("DISCOVERY_DELTA_SCHEDULE", "*/5 * * * *", "six-field NCRONTAB"),
+        ("DISCOVERY_FULL_SCHEDULE", "0 0 25 * * *", "six-field NCRONTAB"),
+        ("BUNDLE_TTL_MINUTES", "1441", "from 1 to 1440"),
+        ("BUNDLE_TTL_MINUTES", "thirty", "from 1 to 1440"),
+        ("CCMSETUP_NO_CRL_CHECK", "maybe", "true or false"),
+    ],
+)
+def test_malformed_setting_names_itself_in_one_line(name: str, value: str, expected: str) -> None:
+    error = error_for(valid_env(**{name: value}))
+    message = str(error)
+    assert error.name == name
+    assert message.startswith(f"{name} is malformed: expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_loopback_http_is_accepted() -> None:
+    settings = Settings.from_env(
+        valid_env(
+            AAD_AUTHORITY_HOST="http://127.0.0.1:7083", GRAPH_BASE_URL="http://localhost:7081/v1.0"
+        )
+    )
+    assert settings.authority_host == "http://127.0.0.1:7083"
+
+
+def test_no_signing_key_outside_development() -> None:
+    error = error_for(valid_env(AZURE_FUNCTIONS_ENVIRONMENT="Production"))
+    assert error.name == "BUNDLE_SIGNING_KEY_ID"
+    assert "outside Development" in str(error)
+
+
+def test_long_values_are_not_echoed() -> None:
+    message = str(error_for(valid_env(CCM_HOSTNAME="x" * 500)))
+    assert "x" * 201 not in message
+    assert "<long value>" in message
+
+
+def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.settings"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_command_line_check_prints_one_line_and_exits_1() -> None:
+    result = run_check(valid_env(SMS_SITE_CODE="SMS"))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("setting error: SMS_SITE_CODE is malformed")
+
+
+def test_command_line_check_passes_valid_settings() -> None:
+    result = run_check(valid_env())
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 1
