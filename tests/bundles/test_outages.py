@@ -1,0 +1,54 @@
+"""Outages through the development host: when the Entra key endpoint or storage is down, the
+answer is 503 problem+json with Retry-After, never 401 and never an unaudited bundle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from devhost.azurite import Azurite, running_azurite
+from tests.fakes.entra import EntraIssuer
+from tests.support.devhost import DevHostProcess
+from tests.support.settings import product_env
+
+
+@pytest.fixture
+def azurite_to_stop() -> Iterator[Azurite]:
+    with running_azurite() as instance:
+        yield instance
+
+
+def get_bundle(host: DevHostProcess, token: str) -> httpx.Response:
+    return httpx.get(
+        host.url("/api/bundle"),
+        params={"deviceId": str(uuid.uuid4()), "nonce": "outage-nonce-1"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert int(response.headers["Retry-After"]) > 0
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_key_endpoint_then_storage_outage_are_503(
+    azurite_to_stop: Azurite, fresh_entra_issuer: EntraIssuer
+):
+    issuer = fresh_entra_issuer
+    env = product_env(azurite_to_stop.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host)
+    with DevHostProcess(env) as host:
+        issuer.keys_available = False
+        assert_unavailable(get_bundle(host, issuer.mint_access_token()))
+        assert issuer.key_fetches >= 1
+
+        issuer.keys_available = True
+        assert get_bundle(host, issuer.mint_access_token()).status_code == 200
+
+        azurite_to_stop.stop()  # the blocked-device read and the audit write cannot happen
+        assert_unavailable(get_bundle(host, issuer.mint_access_token()))
