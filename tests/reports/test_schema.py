@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from shared.reports import InvalidReport, parse_report, parse_report_text
+from shared.errors import PayloadTooLarge
+from shared.reports import (
+    MAX_BODY_BYTES,
+    InvalidReport,
+    check_size,
+    parse_report,
+    parse_report_text,
+)
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 
@@ -107,3 +114,11 @@ def test_a_dsregcmd_map_too_big_for_a_queue_message_is_refused() -> None:
     with pytest.raises(InvalidReport) as caught:
         parse_report(valid(dsregcmd=huge), now=NOW)
     assert list(caught.value.errors) == ["dsregcmd"]
+
+
+def test_a_declared_length_over_64_kib_is_refused_before_the_body_is_read() -> None:
+    with pytest.raises(PayloadTooLarge):
+        check_size(str(MAX_BODY_BYTES + 1), b"")
+    with pytest.raises(PayloadTooLarge):
+        check_size(None, b"x" * (MAX_BODY_BYTES + 1))
+    check_size(str(MAX_BODY_BYTES), b"x" * MAX_BODY_BYTES)
