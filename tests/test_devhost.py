@@ -41,6 +41,7 @@ def app_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
         "AzureWebJobsStorage": azurite.connection_string,
         "RECORD_TABLE": f"rec{suffix}",
         "TICK_SCHEDULE": NEVER,
+        "OVERRUN_SCHEDULE": NEVER,
         "RELAY_IN_QUEUE": f"relay-in-{suffix}",
         "RELAY_OUT_QUEUE": f"relay-out-{suffix}",
         "DOOMED_QUEUE": f"doomed-{suffix}",
@@ -214,6 +215,15 @@ def test_timer_fires_on_its_resolved_schedule(azurite: Azurite) -> None:
         ticks = wait_for(lambda: len(rows(azurite, env, "tick")) >= 2, what="two ticks")
     assert ticks
     assert not any(row["pastDue"] for row in rows(azurite, env, "tick"))
+
+
+def test_tick_that_starts_late_is_past_due(azurite: Azurite) -> None:
+    env = app_env(azurite, OVERRUN_SCHEDULE="* * * * * *")
+    with DevHostProcess(env, script_root=APP):
+        wait_for(lambda: len(rows(azurite, env, "overrun")) >= 2, what="two overrun ticks")
+    by_call = {row["call"]: row["pastDue"] for row in rows(azurite, env, "overrun")}
+    assert by_call[1] is False
+    assert by_call[2] is True  # started about 1.5 s after its scheduled second
 
 
 # Queues

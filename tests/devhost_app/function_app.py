@@ -59,6 +59,20 @@ async def tick(timer: func.TimerRequest) -> None:
     await record("tick", pastDue=timer.past_due)
 
 
+_overrun_calls = 0
+
+
+@app.function_name("overrun")
+@app.timer_trigger(schedule="%OVERRUN_SCHEDULE%", arg_name="timer")
+async def overrun(timer: func.TimerRequest) -> None:
+    """Its first run outlasts the next tick, so that tick starts late (past due)."""
+    global _overrun_calls
+    _overrun_calls += 1
+    await record("overrun", call=_overrun_calls, pastDue=timer.past_due)
+    if _overrun_calls == 1:
+        await asyncio.sleep(2.5)
+
+
 @app.function_name("relay")
 @app.queue_trigger(arg_name="msg", queue_name="%RELAY_IN_QUEUE%", connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="out", queue_name="%RELAY_OUT_QUEUE%", connection="AzureWebJobsStorage")
