@@ -68,6 +68,12 @@ param noCrlCheck bool = false
 @description('BUNDLE_TTL_MINUTES: bundle lifetime.')
 param bundleTtlMinutes int = 30
 
+@description('BUNDLE_SIGNING_KEY_ID pinned to a key version during a rotation (README). Empty: the newest version of the vault key.')
+param signingKeyId string = ''
+
+@description('BUNDLE_SIGNING_NEXT_KEY_ID: second key published in /api/jwks during a rotation. Empty outside one.')
+param signingNextKeyId string = ''
+
 @description('DISCOVERY_FULL_SCHEDULE (NCRONTAB, six fields).')
 param discoveryFullSchedule string = '0 0 2 * * 0'
 
@@ -144,6 +150,7 @@ module app 'modules/app.bicep' = {
     identityName: identity.outputs.name
     deployerPrincipalId: deployerPrincipalId
     maximumInstanceCount: maximumInstanceCount
+    signingKeyId: signingKeyId
     appSettings: {
       AZURE_FUNCTIONS_ENVIRONMENT: 'Production'
       AAD_TENANT_ID: tenant().tenantId
@@ -159,6 +166,7 @@ module app 'modules/app.bicep' = {
       CCMSETUP_SOURCE: ccmsetupSource
       CCMSETUP_NO_CRL_CHECK: noCrlCheck ? 'true' : 'false'
       BUNDLE_TTL_MINUTES: string(bundleTtlMinutes)
+      BUNDLE_SIGNING_NEXT_KEY_ID: signingNextKeyId
       DISCOVERY_FULL_SCHEDULE: discoveryFullSchedule
       DISCOVERY_DELTA_SCHEDULE: discoveryDeltaSchedule
       DISCOVERY_TIME_BUDGET_SECONDS: string(discoveryTimeBudgetSeconds)
@@ -177,7 +185,7 @@ output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output STORAGE_ACCOUNT_NAME string = app.outputs.storageAccountName
 output KEY_VAULT_NAME string = app.outputs.keyVaultName
-output BUNDLE_SIGNING_KEY_ID string = app.outputs.signingKeyId
+output SIGNING_KEY_LATEST_ID string = app.outputs.signingKeyLatestId
 output DISCOVERY_TOPIC_NAME string = app.outputs.discoveryTopicName
 output DISCOVERY_TOPIC_ENDPOINT string = app.outputs.discoveryTopicEndpoint
 output AAD_TENANT_ID string = tenant().tenantId

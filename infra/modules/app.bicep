@@ -7,6 +7,10 @@ param identityName string
 @description('Operator who ran azd: data roles for the Operations runbook. Empty to skip.')
 param deployerPrincipalId string
 param maximumInstanceCount int
+@description('Pinned BUNDLE_SIGNING_KEY_ID during a rotation; empty: the newest version.')
+param signingKeyId string
+@description('Epoch seconds of the first key version expiry; later versions get theirs from the rotation policy.')
+param signingKeyExpiry int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P13M'))
 @description('The DESIGN.md settings that do not depend on resources created here.')
 param appSettings object
 
@@ -259,11 +263,10 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-@description('Epoch seconds of the first key version expiry; later versions get theirs from the rotation policy.')
-param signingKeyExpiry int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P13M'))
-
 // The bundle signing key never leaves the vault: the app calls sign and publishes the public part
-// in /api/jwks. Rotation makes a new version 30 days before expiry; JWKS serves both meanwhile.
+// in /api/jwks. The app is pinned to one version (keyUriWithVersion), so every instance signs with
+// the key JWKS publishes. Key Vault makes the next version 30 days before expiry and notifies
+// (Event Grid KeyNearExpiry); the operator then rolls it in with BUNDLE_SIGNING_NEXT_KEY_ID (README).
 resource signingKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
   // checkov:skip=CKV_AZURE_112: an HSM-backed key needs the Premium vault sku; set kty RSA-HSM and sku premium to get it.
   parent: keyVault
@@ -391,7 +394,7 @@ var resourceSettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'
-  BUNDLE_SIGNING_KEY_ID: signingKey.properties.keyUri
+  BUNDLE_SIGNING_KEY_ID: empty(signingKeyId) ? signingKey.properties.keyUriWithVersion : signingKeyId
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
@@ -480,6 +483,6 @@ output functionAppName string = functionApp.name
 output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
 output storageAccountName string = storage.name
 output keyVaultName string = keyVault.name
-output signingKeyId string = signingKey.properties.keyUri
+output signingKeyLatestId string = signingKey.properties.keyUriWithVersion
 output discoveryTopicName string = discoveryTopic.name
 output discoveryTopicEndpoint string = discoveryTopic.properties.endpoint
