@@ -56,24 +56,54 @@ class AzuritePorts:
         return cls(free_port(), free_port(), free_port())
 
 
+@dataclass(frozen=True, slots=True)
+class AzuriteTls:
+    """A PEM certificate and key for https, and whether to accept OAuth bearer tokens."""
+
+    cert: Path
+    key: Path
+    oauth: bool = False
+
+    def arguments(self) -> list[str]:
+        oauth = ["--oauth", "basic"] if self.oauth else []
+        return ["--cert", str(self.cert), "--key", str(self.key), *oauth]
+
+
 class Azurite:
     """One Azurite process. Use as a context manager; `connection_string` points at it."""
 
-    def __init__(self, ports: AzuritePorts, *, location: Path | None = None) -> None:
-        """In memory unless `location` names a folder (Azurite can't combine the two)."""
+    def __init__(
+        self,
+        ports: AzuritePorts,
+        *,
+        location: Path | None = None,
+        tls: AzuriteTls | None = None,
+    ) -> None:
+        """In memory unless `location` names a folder (Azurite can't combine the two).
+
+        With `tls`, Azurite serves https with that certificate and, if asked, accepts OAuth
+        bearer tokens (`--oauth basic`: it checks issuer, audience and lifetime, not signature).
+        """
         self.ports = ports
         self.location = location
+        self.tls = tls
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
 
     @property
     def connection_string(self) -> str:
+        scheme = "https" if self.tls else "http"
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://{HOST}:{self.ports.blob}/{ACCOUNT};"
-            f"QueueEndpoint=http://{HOST}:{self.ports.queue}/{ACCOUNT};"
-            f"TableEndpoint=http://{HOST}:{self.ports.table}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={self.service_uri('blob')};"
+            f"QueueEndpoint={self.service_uri('queue')};"
+            f"TableEndpoint={self.service_uri('table')};"
         )
+
+    def service_uri(self, service: str) -> str:
+        """`http(s)://127.0.0.1:PORT/devstoreaccount1` of `blob`, `queue` or `table`."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{HOST}:{getattr(self.ports, service)}/{ACCOUNT}"
 
     def start(self, timeout: float = 60.0) -> None:
         if not AZURITE_BIN.exists():
@@ -93,6 +123,7 @@ class Azurite:
             *("--queueHost", HOST, "--queuePort", str(self.ports.queue)),
             *("--tableHost", HOST, "--tablePort", str(self.ports.table)),
             *persistence,
+            *(self.tls.arguments() if self.tls else ()),
         ]
         self._process = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -145,9 +176,9 @@ class Azurite:
 
 @contextlib.contextmanager
 def running_azurite(
-    ports: AzuritePorts | None = None, location: Path | None = None
+    ports: AzuritePorts | None = None, location: Path | None = None, tls: AzuriteTls | None = None
 ) -> Iterator[Azurite]:
-    with Azurite(ports or AzuritePorts.free(), location=location) as azurite:
+    with Azurite(ports or AzuritePorts.free(), location=location, tls=tls) as azurite:
         yield azurite
 
 

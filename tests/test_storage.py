@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
+import time
+import urllib.error
+import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import jwt
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from devhost.azurite import Azurite
+from devhost.azurite import ACCOUNT_KEY, Azurite, AzuriteTls, running_azurite
 from shared.errors import SettingError
 from shared.storage import DEVELOPMENT_CONNECTION_STRING, SETTING, Storage, StorageConfig
+from tests.fakes.identity import FakeManagedIdentity
+from tests.support.devhost import DevHostProcess
+from tests.support.settings import product_env
 
 KEY_CONNECTION = (
     "DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey=a2V5;"
@@ -127,3 +142,103 @@ async def test_queues_are_created_on_first_use_and_base64_on_the_wire(
 
 async def test_ping_answers_when_azurite_is_up(storage: Storage) -> None:
     await storage.ping()
+
+
+# Identity-based storage against Azurite: https with a test certificate, `--oauth basic`, and
+# managed-identity tokens (JWTs, as Entra issues them) from a loopback App Service endpoint.
+
+
+class JwtManagedIdentity(FakeManagedIdentity):
+    """The loopback managed-identity endpoint, minting JWT access tokens Azurite can inspect."""
+
+    TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def mint(self, resource: str) -> str:
+        now = int(time.time())
+        claims = {
+            "aud": resource,
+            "iss": f"https://sts.windows.net/{self.TENANT}/",
+            "tid": self.TENANT,
+            "oid": str(uuid.uuid4()),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+        }
+        return jwt.encode(claims, self._signing_key, algorithm="RS256")
+
+
+def self_signed_certificate(folder: Path) -> AzuriteTls:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "azurite.pem", folder / "azurite.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return AzuriteTls(cert=cert_path, key=key_path, oauth=True)
+
+
+def test_identity_based_storage_through_the_host(tmp_path: Path) -> None:
+    """The product's health check reaches Azurite with managed-identity tokens only."""
+    tls = self_signed_certificate(tmp_path)
+    with running_azurite(tls=tls) as azurite, JwtManagedIdentity() as identity:
+        env = product_env(
+            "",  # no connection string: identity-based settings below
+            AzureWebJobsStorage__tableServiceUri=azurite.service_uri("table"),
+            AzureWebJobsStorage__queueServiceUri=azurite.service_uri("queue"),
+            SSL_CERT_FILE=str(tls.cert),  # trust the test certificate, as a corporate CA would be
+            **identity.environment(),
+        )
+        with DevHostProcess(env) as host:
+            with urllib.request.urlopen(host.url("/api/health"), timeout=60) as response:
+                body = json.load(response)
+            log = host.output()
+    assert body["storage"] == {"reachable": True}
+    assert "https://storage.azure.com" in identity.resources
+    assert ACCOUNT_KEY not in log
+
+
+def test_azurite_with_oauth_refuses_a_request_without_a_valid_token(tmp_path: Path) -> None:
+    """The check above can fail: a token Azurite does not accept makes storage unreachable."""
+    tls = self_signed_certificate(tmp_path)
+    with running_azurite(tls=tls) as azurite, FakeManagedIdentity() as opaque_tokens:
+        env = product_env(
+            "",
+            AzureWebJobsStorage__tableServiceUri=azurite.service_uri("table"),
+            AzureWebJobsStorage__queueServiceUri=azurite.service_uri("queue"),
+            SSL_CERT_FILE=str(tls.cert),
+            **opaque_tokens.environment(),
+        )
+        with DevHostProcess(env) as host:
+            try:
+                urllib.request.urlopen(host.url("/api/health"), timeout=60)
+                status = 200
+            except urllib.error.HTTPError as error:
+                status = error.code
+    # Refused (403 from Azurite): health is not 200. (It is a 500, not a 503, because
+    # `translate_errors` passes a 403 through; reported to the owner of shared/health.py.)
+    assert status >= 500
