@@ -9,7 +9,7 @@ Triggers call `run_discovery` (or `resume_from_message` for a `discovery-continu
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from shared.discovery._engine import (
     Continuation,
@@ -22,11 +22,13 @@ from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, Malform
 from shared.discovery._graph import SELECT, USER_PROPERTIES
 from shared.discovery._runs import RUN_ID_PATTERN, RunLog, RunsPage
 from shared.discovery._state import Mode
+from shared.errors import BadRequest
 from shared.names import DISCOVERY_RUNS
 from shared.storage import Storage, get_storage
 
 __all__ = [
     "DISCOVERY_REQUESTED",
+    "RUNS_MAX_PAGE_SIZE",
     "SELECT",
     "USER_PROPERTIES",
     "Continuation",
@@ -41,8 +43,29 @@ __all__ = [
     "decide",
     "list_runs",
     "parse_continuation",
+    "parse_runs_query",
     "run_discovery",
 ]
+
+
+RUNS_DEFAULT_PAGE_SIZE: Final = 50
+RUNS_MAX_PAGE_SIZE: Final = 200
+
+
+def parse_runs_query(page_size: str | None, continuation: str | None) -> tuple[int, str | None]:
+    """`pageSize` and `continuation` of `GET /api/discovery/runs`, or `BadRequest` naming them."""
+    errors: dict[str, str] = {}
+    size = RUNS_DEFAULT_PAGE_SIZE
+    if page_size:
+        if page_size.isdigit() and 1 <= int(page_size) <= RUNS_MAX_PAGE_SIZE:
+            size = int(page_size)
+        else:
+            errors["pageSize"] = f"must be a whole number from 1 to {RUNS_MAX_PAGE_SIZE}"
+    if continuation and not RUN_ID_PATTERN.fullmatch(continuation):
+        errors["continuation"] = "must be the continuation of a previous page"
+    if errors:
+        raise BadRequest("Bad query for discovery runs.", errors=errors)
+    return size, continuation or None
 
 
 class MalformedContinuation(ValueError):

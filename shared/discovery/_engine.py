@@ -268,7 +268,7 @@ class _Invocation:
                 page = await self.graph.page(url)
                 await pages.put(page)
                 url = page.next_link
-        except (GraphError, DeltaLinkExpired) as error:
+        except Exception as error:  # handed to the writer, which raises it in order
             await pages.put(error)
 
     def _after_page(self, phase: Phase, page: GraphPage) -> bool:

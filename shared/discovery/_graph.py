@@ -15,11 +15,14 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_client_builder import register_default_deserializer
+from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_request_adapter import options as graph_default_options
@@ -77,6 +80,8 @@ class GraphUsers:
         )
         self._adapter = GraphRequestAdapter(auth, client=self._client)
         self._adapter.base_url = self.base_url
+        # GraphServiceClient registers this; without it an error body (ODataError) is unreadable.
+        register_default_deserializer(JsonParseNodeFactory)
 
     def delta_url(self, *, latest: bool = False) -> str:
         """The first delta request; `latest` asks only for a delta link valid from now."""
@@ -100,9 +105,14 @@ class GraphUsers:
                     f"Graph answered {error.response_status_code} {code or 'Gone'}"
                 ) from error
             raise GraphError(f"Graph answered {error.response_status_code} {code}") from error
+        except APIError as error:
+            raise GraphError(f"Graph answered {error.response_status_code}") from error
         except httpx.HTTPError as error:
             raise GraphError(f"Graph connection failed: {type(error).__name__}") from error
-        body = json.loads(raw or b"{}")
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError as error:
+            raise GraphError("Graph sent a page that is not JSON") from error
         return GraphPage(
             users=list(body.get("value") or ()),
             next_link=body.get("@odata.nextLink"),

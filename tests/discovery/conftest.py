@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -82,3 +84,15 @@ async def run_rows(storage: Storage, tenant: str) -> list[dict[str, Any]]:
 async def state_row(storage: Storage, tenant: str) -> dict[str, Any]:
     table = await storage.table(DISCOVERY_STATE)
     return dict(await table.get_entity(tenant, "users"))
+
+
+async def wait_until(predicate: Any, within: float, what: str) -> Any:
+    """Poll an async predicate until it returns something truthy, within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.1)  # polling storage; bounded by the deadline

@@ -1,14 +1,57 @@
-"""Discovery against the loopback Graph, managed identity and Azurite, in process."""
+"""Discovery against the loopback Graph, managed identity and Azurite, in process.
+
+Triggers are covered through the development host in test_host.py; here the engine's paths
+(paging, delta, @removed, restore, cleared properties, 410, 429, 503, resets, coalescing) are
+driven directly, which is faster and lets a test fail at the exact step.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from shared.discovery import run_discovery
+from shared.discovery._users import UserWriter
+from shared.names import AAD_USERS
 from shared.storage import Storage
-from tests.discovery.conftest import assert_mirrors, config_for, make_graph, run_rows, state_row
+from tests.discovery.conftest import (
+    assert_mirrors,
+    config_for,
+    make_graph,
+    run_rows,
+    state_row,
+    user_rows,
+    wait_until,
+)
+from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeManagedIdentity
 
 
-async def test_full_then_delta(
+def change_directory(graph: FakeGraph) -> dict[str, str]:
+    """Every kind of change a delta must carry; returns the ids by what happened to them."""
+    ids = graph.user_ids()
+    synced, cloud_only = ids[0], ids[2]  # generated users 1 (synced) and 3 (cloud only)
+    changed = {
+        "renamed": synced,
+        "cleared_cloud_only": cloud_only,
+        "restored": ids[4],
+        "hard_deleted": ids[5],
+        "soft_deleted": ids[6],
+        "disabled": ids[7],
+    }
+    graph.update_user(synced, mail=None, displayName="Renamed User")
+    graph.update_user(cloud_only, mail=None)
+    graph.soft_delete(changed["restored"])
+    graph.restore(changed["restored"])
+    graph.hard_delete(changed["hard_deleted"])
+    graph.soft_delete(changed["soft_deleted"])
+    graph.update_user(changed["disabled"], accountEnabled=False)
+    changed["added"] = graph.add_user(displayName="Newcomer", mail="newcomer@contoso.example")
+    return changed
+
+
+async def test_full_then_delta_mirrors_every_change(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
     with make_graph(managed_identity_env, 2500) as graph:
@@ -16,22 +59,210 @@ async def test_full_then_delta(
         result = await run_discovery("full", "timer", config, storage=storage)
         assert result.status == "succeeded"
         await assert_mirrors(storage, tenant, graph)
+        # latest-then-list: one delta request for the link, then 999 users a page.
         assert graph.stats.requests == {"delta": 1, "list": 3}
-        ids = graph.user_ids()
-        graph.update_user(ids[0], mail=None, displayName="Renamed")
-        graph.soft_delete(ids[1])
-        graph.hard_delete(ids[2])
-        graph.restore(ids[1])
-        graph.soft_delete(ids[3])
-        added = graph.add_user(displayName="Newcomer")
+
+        changed = change_directory(graph)
+        graph.stats.requests.clear()
         result = await run_discovery("delta", "timer", config, storage=storage)
         assert result.status == "succeeded", result
         await assert_mirrors(storage, tenant, graph)
-        runs = await run_rows(storage, tenant)
-        assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
-        assert runs[0]["mode"] == "delta"
-        assert runs[0]["deletes"] == 2
-        assert added
+        assert graph.stats.requests == {"delta": 1}  # cost follows the changes, not the tenant
+        rows = await user_rows(storage, tenant)
+        assert "mail" not in rows[changed["renamed"]]
+        assert "mail" not in rows[changed["cleared_cloud_only"]]
+        assert rows[changed["renamed"]]["displayName"] == "Renamed User"
+        assert rows[changed["soft_deleted"]]["isDeleted"] is True
+        assert rows[changed["hard_deleted"]]["isDeleted"] is True
+        assert rows[changed["restored"]]["isDeleted"] is False
+        assert rows[changed["disabled"]]["accountEnabled"] is False
+
+        runs = await run_rows(storage, tenant)  # newest first
+        assert [(r["mode"], r["status"]) for r in runs] == [
+            ("delta", "succeeded"),
+            ("full", "succeeded"),
+        ]
+        assert (runs[0]["pages"], runs[0]["upserts"], runs[0]["deletes"]) == (1, 5, 2)
+        assert (runs[1]["pages"], runs[1]["upserts"]) == (3, 2500)
         state = await state_row(storage, tenant)
         assert "runId" not in state
-        assert state["deltaLink"]
+        assert state["deltaLink"].startswith(graph.graph_base_url + "/users/delta?")
+
+        # Replaying the same changes (a delta round may repeat them) changes nothing.
+        before = await user_rows(storage, tenant)
+        graph.update_user(changed["renamed"], displayName="Renamed User")
+        assert (await run_discovery("delta", "timer", config, storage=storage)).status == (
+            "succeeded"
+        )
+        assert await user_rows(storage, tenant) == before
+
+
+async def test_full_run_marks_users_it_no_longer_sees(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 300) as graph:
+        config = config_for(graph, tenant)
+        assert (await run_discovery("full", "timer", config, storage=storage)).status == (
+            "succeeded"
+        )
+        gone = graph.user_ids()[:3]
+        for user_id in gone:
+            graph.hard_delete(user_id)
+        graph.expire_delta_links()  # the full run must not rely on the delta
+        result = await run_discovery("full", "timer", config, storage=storage)
+        assert result.status == "succeeded"
+        await assert_mirrors(storage, tenant, graph)
+        rows = await user_rows(storage, tenant)
+        assert all(rows[user_id]["isDeleted"] is True for user_id in gone)
+        assert (await run_rows(storage, tenant))[0]["deletes"] == 3
+
+
+async def test_first_delta_is_a_full_run(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 50) as graph:
+        result = await run_discovery("delta", "timer", config_for(graph, tenant), storage=storage)
+        assert (result.status, result.mode) == ("succeeded", "full")
+        await assert_mirrors(storage, tenant, graph)
+        run = (await run_rows(storage, tenant))[0]
+        assert "no delta link" in run["fallbackReason"]
+
+
+async def test_expired_delta_link_falls_back_to_full_and_says_why(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 1200) as graph:
+        config = config_for(graph, tenant)
+        await run_discovery("full", "timer", config, storage=storage)
+        change_directory(graph)
+        graph.expire_delta_links()
+        result = await run_discovery("delta", "timer", config, storage=storage)
+        assert (result.status, result.mode) == ("succeeded", "full")
+        await assert_mirrors(storage, tenant, graph)
+        run = (await run_rows(storage, tenant))[0]
+        assert run["status"] == "succeeded"
+        assert "410" in run["fallbackReason"]
+        assert "syncStateNotFound" in run["fallbackReason"]
+        # The new delta link works.
+        graph.update_user(graph.user_ids()[10], displayName="After fallback")
+        assert (await run_discovery("delta", "timer", config, storage=storage)).mode == "delta"
+        await assert_mirrors(storage, tenant, graph)
+
+
+async def test_throttling_honours_retry_after(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 1500) as graph:
+        graph.fail_next(429, retry_after=2, on="list")
+        graph.fail_next(503, retry_after=1, on="list")
+        started = time.monotonic()
+        result = await run_discovery("full", "timer", config_for(graph, tenant), storage=storage)
+        elapsed = time.monotonic() - started
+        assert result.status == "succeeded"
+        assert graph.stats.faults_served["status"] == 2
+        assert graph.stats.requests["list"] == 2 + 2  # two pages, each fault retried once
+        assert elapsed >= 3.0  # waited Retry-After: 2 s, then 1 s
+        await assert_mirrors(storage, tenant, graph)
+
+
+async def test_connection_resets_beyond_retries_keep_the_checkpoint(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 2500) as graph:
+        config = config_for(graph, tenant)
+        # The first page arrives; the second is cut off mid-body.
+        graph.slow_next(0.0, on="list")
+        graph.reset_next(on="list", times=1)
+        graph.stats.requests.clear()
+        failed = await run_discovery("full", "timer", config, storage=storage)
+        assert failed.status == "failed"
+        assert "connection" in (failed.error or "").lower()
+        state = await state_row(storage, tenant)
+        assert state["runId"] == failed.run_id
+        assert (state["runPages"], state["runUpserts"]) == (1, 999)
+        assert "leaseOwner" not in state  # released: the next trigger may resume at once
+        run = (await run_rows(storage, tenant))[0]
+        assert (run["status"], run["pages"]) == ("failed", 1)
+
+        resumed = await run_discovery("delta", "timer", config, storage=storage)
+        assert (resumed.status, resumed.run_id, resumed.mode) == (
+            "succeeded",
+            failed.run_id,
+            "full",
+        )
+        await assert_mirrors(storage, tenant, graph)
+        run = (await run_rows(storage, tenant))[0]
+        assert (run["pages"], run["upserts"], run["invocations"]) == (3, 2500, 2)
+        assert "connection" in run["error"].lower()  # what happened stays in the record
+
+
+async def test_overlapping_triggers_coalesce(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 2000) as graph:
+        config = config_for(graph, tenant)
+        graph.slow_next(1.0, on="list")
+        first = asyncio.create_task(run_discovery("full", "timer", config, storage=storage))
+
+        async def lease_taken() -> bool:
+            try:
+                return "leaseOwner" in await state_row(storage, tenant)
+            except Exception:
+                return False
+
+        await wait_until(lease_taken, 10, "the first run holds the lease")
+        second = await run_discovery("delta", "eventgrid", config, storage=storage)
+        assert second.status == "skipped"
+        assert (await first).status == "succeeded"
+        runs = await run_rows(storage, tenant)
+        assert sorted(r["status"] for r in runs) == ["skipped", "succeeded"]
+        skipped = next(r for r in runs if r["status"] == "skipped")
+        assert skipped["trigger"] == "eventgrid"
+        await assert_mirrors(storage, tenant, graph)
+
+
+async def test_delta_from_scratch_strategy_needs_more_requests(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    """The measurement behind the default: /users/delta pages hold 200, /users pages 999."""
+    with make_graph(managed_identity_env, 2000) as graph:
+        config = config_for(graph, tenant, full_strategy="delta-from-scratch")
+        assert (await run_discovery("full", "timer", config, storage=storage)).status == (
+            "succeeded"
+        )
+        await assert_mirrors(storage, tenant, graph)
+        assert graph.stats.requests == {"delta": 10}  # vs 1 + 3 for latest-then-list
+
+
+async def test_partial_delta_objects_never_wipe_unsent_columns(
+    storage: Storage, tenant: str
+) -> None:
+    """With `Prefer: return=minimal` Graph sends only changed properties: merge them, and
+    clear exactly the ones sent as null."""
+    table = await storage.table(AAD_USERS)
+    writer = UserWriter(table, tenant, "0000000000001-abcdef")
+    full: dict[str, Any] = {
+        "id": "u1",
+        "displayName": "A",
+        "userPrincipalName": "a@contoso.example",
+        "mail": "a@contoso.example",
+        "mailNickname": "a",
+        "onPremisesSecurityIdentifier": None,
+        "onPremisesDomainName": None,
+        "onPremisesSamAccountName": None,
+        "onPremisesDistinguishedName": None,
+        "accountEnabled": True,
+    }
+    await writer.write_complete([full])
+    await writer.write_delta([{"id": "u1", "displayName": "B"}])
+    await writer.write_delta([{"id": "u1", "mail": None}, {"id": "u1", "mailNickname": "b"}])
+    rows = await user_rows(storage, tenant)
+    assert rows == {
+        "u1": {
+            "displayName": "B",
+            "userPrincipalName": "a@contoso.example",
+            "mailNickname": "b",
+            "accountEnabled": True,
+            "isDeleted": False,
+        }
+    }
