@@ -181,3 +181,80 @@ def test_without_a_connection_string_nothing_is_exported(connection_string):
         "distro_loaded": False,
         "tracer_provider": "ProxyTracerProvider",
     }
+
+
+_EXPORT_SCRIPT = """
+import json, logging, sys
+from opentelemetry._logs import get_logger_provider
+from shared.telemetry import configure_telemetry
+
+values = json.loads(sys.argv[1])
+assert configure_telemetry() is True
+assert configure_telemetry() is True  # a second call changes nothing
+logging.getLogger("shared.discovery.run").info(
+    "discovery progress", extra={"runId": values["runId"], "pages": 3, "users": 2997}
+)
+logging.getLogger("blueprints.reports").warning(
+    "rejected a report: Authorization was Bearer %s", values["token"],
+    extra={"deviceId": values["deviceId"], "reportId": values["reportId"]},
+)
+get_logger_provider().force_flush()
+"""
+
+
+def test_logs_reach_application_insights_with_entra_auth_and_without_secrets(access_token):
+    """Through the real distro and exporter, to a loopback ingestion endpoint (TLS), with a
+    token from a loopback App Service managed-identity endpoint."""
+    from tests.fakes.app_insights import FakeIngestion
+    from tests.fakes.identity import FakeManagedIdentity
+
+    values = {
+        "runId": f"run-{uuid.uuid4().hex[:12]}",
+        "deviceId": str(uuid.uuid4()),
+        "reportId": str(uuid.uuid4()),
+        "token": access_token,
+    }
+    client_id = str(uuid.uuid4())
+    with FakeIngestion() as ingestion, FakeManagedIdentity() as identity:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string(str(uuid.uuid4())),
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"Authorization=AAD;ClientId={client_id}",
+            "REQUESTS_CA_BUNDLE": ingestion.ca_file,
+            # Nothing leaves loopback: no statsbeat, no cloud resource probes.
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "azure_app_service",
+            **identity.environment(),
+        }
+        completed = subprocess.run(
+            [sys.executable, "-c", _EXPORT_SCRIPT, json.dumps(values)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        messages = {m["message"]: m.get("properties", {}) for m in ingestion.messages()}
+        requests = list(ingestion.requests)
+        resources = list(identity.resources)
+        tokens_valid = all(
+            r.authorization is not None
+            and r.authorization.startswith("Bearer ")
+            and identity.is_valid(
+                r.authorization.removeprefix("Bearer "), "https://monitor.azure.com"
+            )
+            for r in requests
+        )
+
+    assert requests, completed.stderr[-3000:]
+    assert tokens_valid  # every upload carried the managed identity's Azure Monitor token
+    assert any(r.rstrip("/") == "https://monitor.azure.com" for r in resources)
+    progress = messages["discovery progress"]
+    assert progress["runId"] == values["runId"]
+    assert str(progress["pages"]) == "3"
+    rejected = messages[f"rejected a report: Authorization was Bearer {REDACTED}"]
+    assert rejected["deviceId"] == values["deviceId"]
+    assert rejected["reportId"] == values["reportId"]
+    assert all(access_token not in r.body for r in requests)
