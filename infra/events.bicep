@@ -11,6 +11,8 @@ param storageAccountName string
 param graphPartnerTopicName string = ''
 
 var functionName = 'discovery_events'
+// ARM validates names of skipped resources too: never let the partner topic segment be empty.
+var partnerTopicName = empty(graphPartnerTopicName) ? 'none' : graphPartnerTopicName
 var deadLetterContainerName = 'eventgrid-deadletter'
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
@@ -63,8 +65,8 @@ resource discoveryRequested 'Microsoft.EventGrid/topics/eventSubscriptions@2022-
   }
 }
 
-resource graphPartnerTopic 'Microsoft.EventGrid/partnerTopics@2022-06-15' existing = if (!empty(graphPartnerTopicName)) {
-  name: graphPartnerTopicName
+resource graphPartnerTopic 'Microsoft.EventGrid/partnerTopics@2022-06-15' existing = {
+  name: partnerTopicName
 }
 
 // Entra ID user changes from the Microsoft Graph partner topic start a delta discovery.
