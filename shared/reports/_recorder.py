@@ -49,7 +49,8 @@ from shared.reports._schema import InvalidReport, StatusReport, parse_report_tex
 from shared.storage import get_storage, translate_errors
 
 COUNTED_IDS_KEPT: Final = 32
-MAX_WRITE_ATTEMPTS: Final = 12
+# A burst of one device's reports (a batch of 16 in flight) converges in ~16 rounds at worst.
+MAX_WRITE_ATTEMPTS: Final = 40
 _log = logging.getLogger(__name__)
 
 
@@ -139,8 +140,8 @@ async def _fold_into_status(status: TableClient, report: StatusReport) -> None:
 
 
 async def _back_off(attempt: int) -> None:
-    """Spread competing writers apart; bounded, a few tens of milliseconds at most."""
-    await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311 (jitter)
+    """Spread competing writers apart: jittered, growing, at most 100 ms."""
+    await asyncio.sleep(random.uniform(0, min(0.1, 0.005 * 2**attempt)))  # noqa: S311 (jitter)
 
 
 def _counted_ids(row: Mapping[str, Any]) -> list[str]:
