@@ -39,7 +39,7 @@ async def recorded(service: Service) -> dict[str, Any]:
 
     async def all_counted() -> bool:
         found = await rows(service.storage, DEVICE_STATUS)
-        return sum(row["reportCount"] for row in found) == len(bodies) + len(history)
+        return bool(sum(row["reportCount"] for row in found) == len(bodies) + len(history))
 
     await wait_for(all_counted, within=60, what="every report recorded")
     return {"by_stage": by_stage, "busy": busy, "history": history}
