@@ -57,9 +57,10 @@ async def discovery_delta(timer: func.TimerRequest) -> None:
 @bp.function_name("discovery_events")
 @bp.event_grid_trigger(arg_name="event")
 async def discovery_events(event: func.EventGridEvent) -> None:
+    # The worker hands over a CloudEvent for CloudEvents 1.0 deliveries (Graph partner events).
     ids = {"messageId": event.id}
     try:
-        decision = decide(event.event_type, event.get_json(), get_settings().tenant_id)
+        decision = decide(_event_type(event), event.get_json(), get_settings().tenant_id)
     except MalformedEvent as error:
         # Redelivery would not fix it: log why and let Event Grid consider it delivered.
         _log.warning("malformed Event Grid event ignored: %s", error, extra=ids)
@@ -69,6 +70,10 @@ async def discovery_events(event: func.EventGridEvent) -> None:
         return
     _log.info("Event Grid event starts discovery: %s", decision.reason, extra=ids)
     await _run(decision.mode, "eventgrid")
+
+
+def _event_type(event: func.EventGridEvent | func.CloudEvent) -> str:
+    return event.type if isinstance(event, func.CloudEvent) else event.event_type
 
 
 @bp.function_name("discovery_continue")
