@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import re
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from shared.auth import Caller
+from shared.bundles._batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import SigningKey, b64url, get_signing_keys
 from shared.errors import BadRequest, Forbidden
@@ -136,14 +138,9 @@ def _b64json(value: Mapping[str, Any]) -> str:
 
 
 async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:
-    table = await get_storage().table(BLOCKED_DEVICES)
-    try:
-        async with translate_errors():
-            await table.get_entity(tenant_id, device_id, select=["PartitionKey"])
-    except ResourceNotFoundError:
-        return
-    _log.warning("bundle refused: device blocked", extra={"deviceId": device_id})
-    raise Forbidden("This device is blocked from fetching install bundles.")
+    if await _ledger().is_blocked(tenant_id, device_id):
+        _log.warning("bundle refused: device blocked", extra={"deviceId": device_id})
+        raise Forbidden("This device is blocked from fetching install bundles.")
 
 
 async def _audit(
@@ -154,7 +151,6 @@ async def _audit(
     issued: datetime,
     ip: str | None,
 ) -> None:
-    table = await get_storage().table(BUNDLE_ISSUANCE)
     entity: dict[str, Any] = {
         "PartitionKey": caller.tenant_id,
         "RowKey": bundle.jti,
@@ -166,5 +162,71 @@ async def _audit(
         "expires": bundle.expires,
         "clientIp": ip or "",
     }
+    await _ledger().record(caller.tenant_id, entity)
+
+
+class _Ledger:
+    """BlockedDevices reads and BundleIssuance writes of one event loop, group-committed per
+    tenant (a table transaction needs one PartitionKey; a $filter allows 15 comparisons)."""
+
+    MAX_LOOKUPS: Final = 14  # + the PartitionKey comparison = Azure's 15-comparison limit
+    MAX_INSERTS: Final = 100  # a table transaction's limit
+
+    def __init__(self) -> None:
+        self._lookups: dict[str, Coalescer[str, bool]] = {}
+        self._inserts: dict[str, Coalescer[dict[str, Any], None]] = {}
+
+    async def is_blocked(self, tenant_id: str, device_id: str) -> bool:
+        coalescer = self._lookups.get(tenant_id)
+        if coalescer is None:
+            coalescer = Coalescer(
+                functools.partial(_blocked_among, tenant_id), max_batch=self.MAX_LOOKUPS
+            )
+            self._lookups[tenant_id] = coalescer
+        return await coalescer.submit(device_id)
+
+    async def record(self, tenant_id: str, entity: dict[str, Any]) -> None:
+        coalescer = self._inserts.get(tenant_id)
+        if coalescer is None:
+            coalescer = Coalescer(_insert_all, max_batch=self.MAX_INSERTS)
+            self._inserts[tenant_id] = coalescer
+        await coalescer.submit(entity)
+
+
+async def _blocked_among(tenant_id: str, device_ids: list[str]) -> list[bool]:
+    """Which of `device_ids` are in BlockedDevices: one query for the whole batch."""
+    table = await get_storage().table(BLOCKED_DEVICES)
+    unique = sorted(set(device_ids))
+    parameters = {"tenant": tenant_id, **{f"d{i}": device for i, device in enumerate(unique)}}
+    rows = " or ".join(f"RowKey eq @d{i}" for i in range(len(unique)))
+    # Spaces around the parentheses: the SDK substitutes @names between whitespace only.
+    query = f"PartitionKey eq @tenant and ( {rows} )"
     async with translate_errors():
-        await table.create_entity(entity)
+        blocked = {
+            entity["RowKey"]
+            async for entity in table.query_entities(
+                query, parameters=parameters, select=["RowKey"]
+            )
+        }
+    return [device in blocked for device in device_ids]
+
+
+async def _insert_all(entities: list[dict[str, Any]]) -> list[None]:
+    """One atomic table transaction: every audit row of the batch is stored, or none is."""
+    table = await get_storage().table(BUNDLE_ISSUANCE)
+    async with translate_errors():
+        await table.submit_transaction([("create", entity) for entity in entities])
+    return [None] * len(entities)
+
+
+_ledgers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ledger] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ledger() -> _Ledger:
+    loop = asyncio.get_running_loop()
+    ledger = _ledgers.get(loop)
+    if ledger is None:
+        ledger = _ledgers[loop] = _Ledger()
+    return ledger
