@@ -134,9 +134,10 @@ def _methods(spec: FunctionSpec) -> list[str] | None:
 async def _request_datum(request: web.Request, params: Mapping[str, str]) -> meta.Datum:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if name.lower() != "x-forwarded-for":
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
     peer = request.remote or ""
-    forwarded = headers.pop("X-Forwarded-For", "") or request.headers.get("x-forwarded-for", "")
+    forwarded = ", ".join(request.headers.getall("X-Forwarded-For", []))
     headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     query: dict[str, str] = {}
     for name, value in request.query.items():

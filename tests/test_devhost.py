@@ -209,6 +209,30 @@ def test_admin_endpoint_runs_a_timer_now_not_past_due(
     assert call(host.url("/admin/functions/echo"), method="POST", body=b"{}")[0] == 400
 
 
+def test_run_on_startup_timer_ran_once_at_start(
+    host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
+) -> None:
+    [row] = wait_for(lambda: rows(azurite, host_env, "startup"), what="the startup run")
+    assert row["pastDue"] is False
+
+
+def test_admin_endpoint_runs_a_queue_function_with_its_input(
+    host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
+) -> None:
+    body = json.dumps({"input": "admin-a,admin-b"}).encode()
+    assert call(host.url("/admin/functions/relay"), method="POST", body=body)[0] == 202
+    out_queue = host_env["RELAY_OUT_QUEUE"]
+
+    def relayed() -> set[str]:
+        texts = {base64.b64decode(m).decode() for m in raw_messages(azurite, out_queue)}
+        return {t for t in texts if t.startswith("admin-")}
+
+    assert wait_for(lambda: len(relayed()) == 2 and relayed(), what="admin relay") == {
+        "admin-a|1",
+        "admin-b|1",
+    }
+
+
 def test_timer_fires_on_its_resolved_schedule(azurite: Azurite) -> None:
     env = app_env(azurite, TICK_SCHEDULE="* * * * * *")
     with DevHostProcess(env, script_root=APP):
@@ -232,12 +256,16 @@ def test_tick_that_starts_late_is_past_due(azurite: Azurite) -> None:
 def test_queue_trigger_with_output_binding(
     host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
 ) -> None:
-    send_base64(azurite, host_env["RELAY_IN_QUEUE"], "first,second")
+    send_base64(azurite, host_env["RELAY_IN_QUEUE"], "queued-a,queued-b")
     out_queue = host_env["RELAY_OUT_QUEUE"]
-    wait_for(lambda: len(raw_messages(azurite, out_queue)) == 2, what="two output messages")
-    out = raw_messages(azurite, out_queue)
+
+    def relayed() -> list[str]:
+        texts = [base64.b64decode(m).decode() for m in raw_messages(azurite, out_queue)]
+        return sorted(t for t in texts if t.startswith("queued-"))
+
     # base64 on the wire, one message per list item, the dequeue count seen by the function
-    assert sorted(base64.b64decode(m).decode() for m in out) == ["first|1", "second|1"]
+    wait_for(lambda: len(relayed()) == 2, what="two output messages")
+    assert relayed() == ["queued-a|1", "queued-b|1"]
     wait_for(
         lambda: raw_messages(azurite, host_env["RELAY_IN_QUEUE"]) == [] or None,
         what="the input message deleted",

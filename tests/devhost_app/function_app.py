@@ -59,6 +59,12 @@ async def tick(timer: func.TimerRequest) -> None:
     await record("tick", pastDue=timer.past_due)
 
 
+@app.function_name("startup")
+@app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", run_on_startup=True)
+async def startup(timer: func.TimerRequest) -> None:
+    await record("startup", pastDue=timer.past_due)
+
+
 _overrun_calls = 0
 
 
