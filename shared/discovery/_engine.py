@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from shared.storage import Storage, get_storage, translate_errors
 FullStrategy = Literal["latest-then-list", "delta-from-scratch"]
 Outcome = Literal["succeeded", "failed", "skipped", "continued", "ignored"]
 PREFETCH_PAGES: Final = 2
+FULL_PAGES_IN_FLIGHT: Final = 2
 _log = logging.getLogger(__name__)
 
 
@@ -233,32 +235,56 @@ class _Invocation:
         await self._checkpoint()
 
     async def _stream(self, phase: Phase, writer: UserWriter) -> bool:
-        """Write pages from the checkpointed link until the phase ends (True) or time is up."""
+        """Write pages from the checkpointed link until the phase ends (True) or time is up.
+
+        Fetching runs ahead of writing; in a full enumeration (each user once) the next page's
+        transactions start while the previous page finishes and is checkpointed. Delta pages
+        are written one after another: a later page may change the same user again.
+        """
         start = self.run.next_link or self.graph.delta_url()
         pages: asyncio.Queue[GraphPage | BaseException] = asyncio.Queue(PREFETCH_PAGES)
         producer = asyncio.create_task(self._fetch_pages(start, pages))
+        in_flight = 1 if phase == "delta" else FULL_PAGES_IN_FLIGHT
+        writing: deque[tuple[GraphPage, asyncio.Task[tuple[int, int]]]] = deque()
         try:
             while True:
                 page = await pages.get()
                 if isinstance(page, BaseException):
+                    while writing:
+                        await self._settle(phase, *writing.popleft())
                     raise page
-                if phase == "delta":
-                    upserts, deletes = await writer.write_delta(page.users)
-                else:
-                    upserts, deletes = await writer.write_complete(page.users), 0
-                self.run.pages += 1
-                self.run.upserts += upserts
-                self.run.deletes += deletes
-                ended = self._after_page(phase, page)
-                await self._checkpoint()
-                if ended:
-                    return True
+                writing.append((page, asyncio.create_task(self._write(writer, phase, page))))
+                last = page.next_link is None
+                while writing and (len(writing) >= in_flight or last):
+                    if await self._settle(phase, *writing.popleft()):
+                        return True
                 if self._out_of_time():
+                    while writing:
+                        await self._settle(phase, *writing.popleft())
                     return False
         finally:
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            for _, task in writing:
+                task.cancel()
+            await asyncio.gather(producer, *(task for _, task in writing), return_exceptions=True)
+
+    @staticmethod
+    async def _write(writer: UserWriter, phase: Phase, page: GraphPage) -> tuple[int, int]:
+        if phase == "delta":
+            return await writer.write_delta(page.users)
+        return await writer.write_complete(page.users), 0
+
+    async def _settle(
+        self, phase: Phase, page: GraphPage, write: asyncio.Task[tuple[int, int]]
+    ) -> bool:
+        """Wait for a page's writes, count them and checkpoint; True if the phase ended."""
+        upserts, deletes = await write
+        self.run.pages += 1
+        self.run.upserts += upserts
+        self.run.deletes += deletes
+        ended = self._after_page(phase, page)
+        await self._checkpoint()
+        return ended
 
     async def _fetch_pages(
         self, url: str | None, pages: asyncio.Queue[GraphPage | BaseException]
@@ -301,8 +327,10 @@ class _Invocation:
         now = datetime.now(UTC)
         self.state.run = self.run
         leased = self.states.leased(self.state, self.owner, self.config.lease_seconds, now)
-        self.state = await self.states.write(leased)
-        await self.runs.record(self.run, "running")
+        # The run row only mirrors the state row, so both writes can go together.
+        self.state, _ = await asyncio.gather(
+            self.states.write(leased), self.runs.record(self.run, "running")
+        )
 
     async def _finish(self) -> None:
         now = datetime.now(UTC)
