@@ -18,14 +18,33 @@ from typing import NoReturn
 
 from devhost.config import HostConfigError, load_local_settings, local_settings_disabled
 
+# Identifiers passed with `extra=` (the project's logging convention), shown after the message.
+_IDENTIFIERS = (
+    "function",
+    "invocationId",
+    "runId",
+    "tenantId",
+    "deviceId",
+    "reportId",
+    "jti",
+    "messageId",
+)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        found = [f"{key}={getattr(record, key)}" for key in _IDENTIFIERS if hasattr(record, key)]
+        if not found:
+            return text
+        first, newline, rest = text.partition("\n")  # keep a traceback below the fields
+        return f"{first} [{' '.join(found)}]{newline}{rest}"
+
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        stream=sys.stdout,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_ConsoleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # The Azure SDKs log every request at INFO; keep their warnings only.
     logging.getLogger("azure").setLevel(logging.WARNING)
 

@@ -437,6 +437,15 @@ def test_missing_schedule_setting_fails_with_one_line(azurite: Azurite) -> None:
     ]
 
 
+def test_missing_storage_connection_fails_with_one_line(azurite: Azurite) -> None:
+    env = app_env(azurite)
+    del env["AzureWebJobsStorage"]
+    result = run_devhost(env, "--script-root", str(APP))
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("devhost: AzureWebJobsStorage is required")
+
+
 def test_bad_schedule_fails_with_one_line(azurite: Azurite) -> None:
     result = run_devhost(app_env(azurite, TICK_SCHEDULE="*/5 * * * *"), "--script-root", str(APP))
     assert result.returncode != 0
