@@ -73,13 +73,14 @@ class SigningKey:
 class EntraIssuer:
     """The loopback issuer. Thread-safe: the HTTP server runs in a daemon thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """`port` 0 lets the OS pick; the `make run` demo asks for AAD_AUTHORITY_HOST's port."""
         self._lock = threading.Lock()
         self.current_key = SigningKey.generate()
         self._published: list[SigningKey] = [self.current_key]
         self.key_fetches = 0
         self.keys_available = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="entra-issuer", daemon=True
