@@ -51,6 +51,7 @@ class TenantKeyCache:
         self._clock = clock
         self._keys: dict[str, RSAPublicKey] = {}
         self._fetched_at: float | None = None
+        self._failed_at: float | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, kid: str) -> RSAPublicKey | None:
@@ -72,18 +73,22 @@ class TenantKeyCache:
     async def _refresh(self, *, reason: str, force: bool) -> None:
         started = self._clock()
         async with self._lock:
-            # Another request refreshed while this one waited: use its result.
+            # Another request refreshed (or failed to) while this one waited: share its result,
+            # so an outage costs the authority one request per wave, not one per caller.
             if self._fetched_at is not None and self._fetched_at >= started:
                 return
+            if self._failed_at is not None and self._failed_at >= started:
+                raise ServiceUnavailable("The identity provider's signing keys are unavailable.")
             if not force and not self._may_refresh_for_unknown_kid():
                 return
             try:
                 self._keys = await self._fetch()
             except ServiceUnavailable:
+                self._failed_at = self._clock()
                 if not self._keys:
                     raise
                 # Keep serving the keys we have; an authority blip must not lock devices out.
-                _log.warning("signing keys not refreshed; using cached set", exc_info=True)
+                _log.warning("signing keys not refreshed; using the cached set")
             self._fetched_at = self._clock()
             _log.info(
                 "tenant signing keys loaded", extra={"keyCount": len(self._keys), "reason": reason}

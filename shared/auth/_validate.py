@@ -86,11 +86,15 @@ class TokenValidator:
         return await self.validate(token.strip())
 
     async def validate(self, token: str) -> Caller:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise Unauthorized("The token is too large.")
-        key = await self._signing_key(token)
-        claims = self._verified_claims(token, key)
-        return self._caller(claims)
+        try:
+            if len(token) > MAX_TOKEN_BYTES:
+                raise Unauthorized("The token is too large.")
+            key = await self._signing_key(token)
+            return self._caller(self._verified_claims(token, key))
+        except Unauthorized as refused:
+            # The reason only: never the token or its claims.
+            _log.info("bearer token refused", extra={"reason": refused.detail})
+            raise
 
     async def _signing_key(self, token: str) -> Any:
         header = _unverified_header(token)

@@ -4,6 +4,8 @@ development host in test_bundle_endpoint.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shared.auth import TenantKeyCache, TokenValidator
@@ -122,4 +124,25 @@ async def test_outage_after_keys_were_loaded_keeps_serving_cached_keys(
     caller = await validator.validate(issuer.mint_access_token())
 
     assert caller.client_app_id == CLIENT_APP_ID
+    assert issuer.key_fetches == 2
+
+
+async def test_concurrent_callers_during_an_outage_cost_the_authority_one_request(
+    fresh_entra_issuer: EntraIssuer,
+):
+    issuer = fresh_entra_issuer
+    clock = FakeClock()
+    validator = validator_for(issuer, clock)
+    issuer.keys_available = False
+    token = issuer.mint_access_token()
+
+    outcomes = await asyncio.gather(
+        *(validator.validate(token) for _ in range(10)), return_exceptions=True
+    )
+
+    assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
+    assert issuer.key_fetches == 1
+    issuer.keys_available = True
+    clock.now += 1  # a later request tries again at once
+    assert (await validator.validate(token)).tenant_id == TENANT_ID
     assert issuer.key_fetches == 2
