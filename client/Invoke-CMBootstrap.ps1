@@ -42,6 +42,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
 $ApiBaseUrl = $ApiBaseUrl.TrimEnd('/')
+if (-not $ApiBaseUrl.StartsWith('https://', [StringComparison]::OrdinalIgnoreCase)) { throw 'ApiBaseUrl must be an https URL.' }
 $AllowedProperties = @('CCMHOSTNAME', 'SMSSiteCode', 'SMSMP', 'AADTENANTID', 'AADTENANTNAME', 'AADCLIENTAPPID', 'AADRESOURCEURI')
 $Unsafe = '["\x00-\x1f\x7f%^&|<>!]'
 $ClockSkewSeconds = 300
@@ -96,12 +97,13 @@ function Get-VerifiedBundle([string] $Jws, $Jwks, [string] $Device, [string] $No
 
 function Get-CcmsetupArguments($Claims) {
     $arguments = New-Object System.Collections.Generic.List[string]
-    foreach ($switch in @($Claims.ccmsetup.switches)) {
-        if ($switch -match $Unsafe) { throw 'Bundle refused: unsafe switch.' }
-        if ($switch -cne '/NoCrlCheck' -and -not $switch.StartsWith('/Source:')) { throw "Bundle refused: unknown switch $switch." }
+    foreach ($flag in @($Claims.ccmsetup.switches)) {  # not $switch: an automatic variable
+        $flag = [string] $flag
+        if ($flag -match $Unsafe) { throw 'Bundle refused: unsafe switch.' }
+        if ($flag -cne '/NoCrlCheck' -and -not $flag.StartsWith('/Source:')) { throw "Bundle refused: unknown switch $flag." }
         # Windows argv quoting: a value with spaces is quoted; trailing backslashes are doubled.
-        if ($switch.Contains(' ')) { $switch = '"' + ($switch -replace '(\\+)$', '$1$1') + '"' }
-        $arguments.Add($switch)
+        if ($flag.Contains(' ')) { $flag = '"' + ($flag -replace '(\\+)$', '$1$1') + '"' }
+        $arguments.Add($flag)
     }
     foreach ($property in $Claims.ccmsetup.properties.PSObject.Properties) {
         if ($AllowedProperties -cnotcontains $property.Name) { throw "Bundle refused: unknown property $($property.Name)." }
@@ -118,9 +120,10 @@ $status = $null
 if (Test-Path $dsregcmdScript) { . $dsregcmdScript; $status = Get-DsregcmdStatus }
 if (-not $DeviceId -and $status) { $DeviceId = $status['DeviceId'] }
 if (-not $DeviceId) { throw 'No -DeviceId given and dsregcmd shows none.' }
-if (-not $AccessToken -and $TokenCommand) { $AccessToken = [string] (& $TokenCommand) }
+if (-not $AccessToken -and $TokenCommand) { $AccessToken = ([string] (& $TokenCommand)).Trim() }
 if (-not $AccessToken) { throw 'Pass -AccessToken or -TokenCommand.' }
 
+$JwksPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($JwksPath)  # .NET needs a full path
 if ($RefreshJwks) {
     $jwksText = (New-WebClient $null).DownloadString("$ApiBaseUrl/jwks")
     $null = $jwksText | ConvertFrom-Json  # must parse before it replaces the pinned file
@@ -140,7 +143,12 @@ $arguments = Get-CcmsetupArguments $claims
 Write-Output ("ccmsetup.exe " + ($arguments -join ' '))
 if ($NoRun) { return }
 
-$process = Start-Process -FilePath $CcmsetupPath -ArgumentList $arguments -Wait -PassThru
+# Start-Process joins -ArgumentList with spaces, hence the quoting above. -Wait would also wait
+# for ccmsetup's children; WaitForExit waits for ccmsetup.exe only. Reading Handle first keeps
+# ExitCode available after the process ends (a known Windows PowerShell quirk).
+$process = Start-Process -FilePath $CcmsetupPath -ArgumentList $arguments -PassThru
+$null = $process.Handle
+$process.WaitForExit()
 $exitCode = $process.ExitCode
 Write-Output "ccmsetup.exe exited with $exitCode"
 
