@@ -5,19 +5,34 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from devhost.azurite import Azurite, running_azurite
 from shared.discovery import DiscoveryConfig
 from shared.names import AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
-from shared.storage import Storage
+from shared.storage import Storage, StorageConfig
 from tests.fakes.graph import FakeGraph, expected_rows
 from tests.fakes.identity import FakeManagedIdentity
 
 # Columns the product adds to Graph's; everything else must equal the directory.
 BOOKKEEPING = {"PartitionKey", "RowKey", "lastDiscoveredAt", "lastSeenRunId"}
+
+
+@pytest.fixture(scope="module")
+def own_azurite() -> Iterator[Azurite]:
+    """A module's own Azurite: its hosts poll queues that other tests' hosts must not drain."""
+    with running_azurite() as azurite:
+        yield azurite
+
+
+@pytest.fixture(scope="module")
+async def own_storage(own_azurite: Azurite) -> AsyncIterator[Storage]:
+    storage = Storage(StorageConfig(connection_string=own_azurite.connection_string))
+    yield storage
+    await storage.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devhost.azurite import Azurite, running_azurite
-from shared.storage import Storage, StorageConfig
+from devhost.azurite import Azurite
+from shared.storage import Storage
 from tests.discovery.conftest import (
     assert_mirrors,
     make_graph,
@@ -28,19 +28,6 @@ from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
-
-
-@pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    with running_azurite() as azurite:
-        yield azurite
-
-
-@pytest.fixture(scope="module")
-async def own_storage(own_azurite: Azurite) -> AsyncIterator[Storage]:
-    storage = Storage(StorageConfig(connection_string=own_azurite.connection_string))
-    yield storage
-    await storage.close()
 
 
 @pytest.fixture(scope="module")

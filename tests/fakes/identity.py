@@ -110,8 +110,9 @@ class FakeManagedIdentity(LoopbackServer):
 
     PATH: Final = "/msi/token"
 
-    def __init__(self, port: int = 0, *, header: str | None = None) -> None:
+    def __init__(self, port: int = 0, *, header: str | None = None, path: str = PATH) -> None:
         super().__init__(port)
+        self.path = path
         self.header = header or secrets.token_urlsafe(16)
         self._key = secrets.token_bytes(32)
         self.requests = 0
@@ -119,7 +120,7 @@ class FakeManagedIdentity(LoopbackServer):
 
     @property
     def endpoint(self) -> str:
-        return self.base_url + self.PATH
+        return self.base_url + self.path
 
     def environment(self) -> dict[str, str]:
         """The app settings App Service would set: IDENTITY_ENDPOINT and IDENTITY_HEADER."""
@@ -150,7 +151,7 @@ class FakeManagedIdentity(LoopbackServer):
 
     def build_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get(self.PATH, self._token)
+        app.router.add_get(self.path, self._token)
         return app
 
     async def _token(self, request: web.Request) -> web.Response:
