@@ -86,9 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     except HostConfigError as error:
         print(f"devhost: {error}", file=sys.stderr, flush=True)
         return 2
-    except OSError as error:
-        print(f"devhost: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
-        return 2
     return 0
 
 

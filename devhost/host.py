@@ -22,7 +22,7 @@ from devhost.app_index import (
     connection_setting,
     load_functions,
 )
-from devhost.config import HostOptions
+from devhost.config import HostConfigError, HostOptions
 from devhost.eventgrid import EventGridWebhook, event_datum
 from devhost.http import HttpFrontEnd
 from devhost.invoke import InvocationError, Invoker
@@ -121,7 +121,11 @@ class DevHost:
             shutdown_timeout=self.grace_seconds,
         )
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise HostConfigError(f"cannot listen on {self.host}:{self.port}: {error}") from None
         polling = asyncio.Event()
         timers = [asyncio.create_task(t.run(polling)) for t in self.timers]
         pollers = [asyncio.create_task(q.run(polling)) for q in self.listeners]
