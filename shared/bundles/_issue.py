@@ -23,7 +23,7 @@ from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import SigningKey, b64url, get_signing_keys
 from shared.errors import BadRequest, Forbidden
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.storage import get_storage, translate_errors
 
 _log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ async def issue_bundle(
         "exp": expires_at,
         "jti": jti,
         "nonce": request.nonce,
-        "ccmsetup": CcmsetupCommand.from_settings(settings).as_claim(),
+        "ccmsetup": _ccmsetup_claim(settings),
     }
     jws = await sign_compact_jws(claims, keys.current)
     bundle = IssuedBundle(
@@ -124,6 +124,12 @@ async def issue_bundle(
     await _audit(caller, request, bundle, issued=datetime.fromtimestamp(issued_at, UTC), ip=ip)
     _log.info("bundle issued", extra={"deviceId": request.device_id, "jti": jti})
     return bundle
+
+
+@functools.cache
+def _ccmsetup_claim(settings: Settings) -> dict[str, object]:
+    """The same for every bundle of these settings: built once (read-only, only serialized)."""
+    return CcmsetupCommand.from_settings(settings).as_claim()
 
 
 async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey) -> str:
