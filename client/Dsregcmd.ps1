@@ -5,7 +5,8 @@
 #     $status = Get-DsregcmdStatus -Text (Get-Content .\dsreg.txt)
 # Result keys: AzureAdJoined, DomainJoined (booleans), TenantId, DeviceId, Hostname (string or
 # $null), Values (hashtable of every "Key : Value"; a key repeated in a later section is stored
-# as "Section/Key").
+# as "Section/Key"). Read them with the indexer, $status['Values']: $status.Values is the
+# Hashtable's own collection of values.
 
 Set-StrictMode -Version 2.0
 
