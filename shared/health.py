@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from azure.core.exceptions import HttpResponseError
 
 from shared.errors import SettingError, StorageUnavailable
 from shared.names import DISCOVERY_RUNS
@@ -41,14 +44,16 @@ async def check_health() -> HealthReport:
     report = HealthReport(
         storage_reachable=False, settings_valid=settings is not None, settings_error=settings_error
     )
+    # A 4xx from storage (a refused identity, a missing role) is as unhealthy as an outage.
+    unreachable = (StorageUnavailable, SettingError, HttpResponseError)
     try:
-        storage = get_storage()
-        await storage.ping()
-        report.storage_reachable = True
-        if settings is not None:
+        await get_storage().ping()
+    except unreachable:
+        return report
+    report.storage_reachable = True
+    if settings is not None:
+        with contextlib.suppress(*unreachable):
             report.last_discovery_run = await _last_run(settings.tenant_id)
-    except (StorageUnavailable, SettingError):
-        report.storage_reachable = False
     return report
 
 
