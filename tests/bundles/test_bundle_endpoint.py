@@ -281,15 +281,19 @@ def hs256_with_public_key(issuer: EntraIssuer) -> str:
     return f"{signing_input}.{b64url(mac)}"
 
 
-def with_attacker_key_in_header(issuer: EntraIssuer, parameter: str) -> str:
-    """Signed by a key the tenant never published, with a header saying where to find it."""
+def with_attacker_key_in_header(
+    issuer: EntraIssuer, parameter: str, *, real_kid: bool = False
+) -> str:
+    """Signed by a key the tenant never published, with a header saying where to find it;
+    optionally naming the tenant's real kid so that only the signature can give it away."""
     attacker = SigningKey.generate()
     value: Any = {
         "jku": f"{issuer.authority_host}/attacker/keys",
         "x5u": f"{issuer.authority_host}/attacker/cert.pem",
         "jwk": attacker.public_jwk(),
     }[parameter]
-    return issuer.mint_access_token(key=attacker, headers={parameter: value})
+    headers = {parameter: value, **({"kid": issuer.current_key.kid} if real_kid else {})}
+    return issuer.mint_access_token(key=attacker, headers=headers)
 
 
 def tampered(issuer: EntraIssuer) -> str:
@@ -320,44 +324,73 @@ def rs384_with_the_real_key(issuer: EntraIssuer) -> str:
 
 
 NOW = int(time.time())
-ATTACKS: dict[str, Callable[[EntraIssuer], str]] = {
-    "alg none": lambda i: forged(
-        {"alg": "none", "typ": "JWT", "kid": i.current_key.kid}, i.access_token_claims()
+NOT_RS256 = "must be signed with RS256"
+UNKNOWN_KEY = "not signed by a key of the tenant"
+BAD_SIGNATURE = "signature does not verify"
+WRONG_ISSUER = "issuer is not the tenant's"
+# attack -> (token factory, what the 401's detail must say: each fails for its own reason)
+ATTACKS: dict[str, tuple[Callable[[EntraIssuer], str], str]] = {
+    "alg none": (
+        lambda i: forged(
+            {"alg": "none", "typ": "JWT", "kid": i.current_key.kid}, i.access_token_claims()
+        ),
+        NOT_RS256,
     ),
-    "HS256 keyed with the public key": hs256_with_public_key,
-    "ES256 with the real kid": es256,
-    "RS384 with the real key": rs384_with_the_real_key,
-    "wrong aud": lambda i: i.mint_access_token(audience=str(uuid.uuid4())),
-    "aud is the client app": lambda i: i.mint_access_token(audience=CLIENT_APP_ID),
-    "wrong iss": lambda i: i.mint_access_token(iss="https://login.evil.example/x/v2.0"),
-    "v1 token with v2 issuer": lambda i: i.mint_access_token(version=1, iss=i.v2_issuer()),
-    "another tenant": lambda i: i.mint_access_token(tenant_id=str(uuid.uuid4())),
-    "tid differs from iss": lambda i: i.mint_access_token(tid=str(uuid.uuid4())),
-    "expired": lambda i: i.mint_access_token(exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200),
-    "nbf in the future": lambda i: i.mint_access_token(nbf=NOW + 3600),
-    "missing exp": lambda i: i.mint_access_token(exp=None),
-    "missing oid": lambda i: i.sign({**i.access_token_claims(), "oid": None}),
-    "no scope or role": lambda i: i.mint_access_token(scp=None),
-    "unknown kid": lambda i: i.mint_access_token(headers={"kid": "no-such-kid"}),
-    "jku header": lambda i: with_attacker_key_in_header(i, "jku"),
-    "x5u header": lambda i: with_attacker_key_in_header(i, "x5u"),
-    "embedded jwk header": lambda i: with_attacker_key_in_header(i, "jwk"),
-    "unknown crit": lambda i: i.mint_access_token(headers={"crit": ["urn:x"], "urn:x": 1}),
-    "tampered payload": tampered,
-    "stripped signature": lambda i: i.mint_access_token().rsplit(".", 1)[0] + ".",
-    "truncated": lambda i: i.mint_access_token()[:-20],
-    "garbage": lambda i: "this-is-not-a-token",
-    "key never published": lambda i: i.mint_access_token(key=SigningKey.generate()),
-    "ID token": id_token,
-    "ID token for the server app": id_token_for_the_server,
-    "100 KB": lambda i: i.mint_access_token() + "A" * 100_000,
+    "HS256 keyed with the public key": (hs256_with_public_key, NOT_RS256),
+    "ES256 with the real kid": (es256, NOT_RS256),
+    "RS384 with the real key": (rs384_with_the_real_key, NOT_RS256),
+    "wrong aud": (lambda i: i.mint_access_token(audience=str(uuid.uuid4())), "(aud)"),
+    "aud is the client app": (lambda i: i.mint_access_token(audience=CLIENT_APP_ID), "(aud)"),
+    "wrong iss": (
+        lambda i: i.mint_access_token(iss="https://login.evil.example/x/v2.0"),
+        WRONG_ISSUER,
+    ),
+    "v1 token with v2 issuer": (
+        lambda i: i.mint_access_token(version=1, iss=i.v2_issuer()),
+        WRONG_ISSUER,
+    ),
+    "another tenant": (lambda i: i.mint_access_token(tenant_id=str(uuid.uuid4())), WRONG_ISSUER),
+    "tid differs from iss": (lambda i: i.mint_access_token(tid=str(uuid.uuid4())), "(tid)"),
+    "expired": (
+        lambda i: i.mint_access_token(exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200),
+        "expired",
+    ),
+    "nbf in the future": (lambda i: i.mint_access_token(nbf=NOW + 3600), "not valid yet"),
+    "missing exp": (lambda i: i.mint_access_token(exp=None), "'exp'"),
+    "missing oid": (lambda i: i.sign({**i.access_token_claims(), "oid": None}), "'oid'"),
+    "no scope or role": (lambda i: i.mint_access_token(scp=None), "no scope or role"),
+    "unknown kid": (lambda i: i.mint_access_token(headers={"kid": "no-such-kid"}), UNKNOWN_KEY),
+    "jku header": (lambda i: with_attacker_key_in_header(i, "jku"), UNKNOWN_KEY),
+    "x5u header": (lambda i: with_attacker_key_in_header(i, "x5u"), UNKNOWN_KEY),
+    "embedded jwk header": (lambda i: with_attacker_key_in_header(i, "jwk"), UNKNOWN_KEY),
+    "jku header, tenant's kid": (
+        lambda i: with_attacker_key_in_header(i, "jku", real_kid=True),
+        BAD_SIGNATURE,
+    ),
+    "embedded jwk, tenant's kid": (
+        lambda i: with_attacker_key_in_header(i, "jwk", real_kid=True),
+        BAD_SIGNATURE,
+    ),
+    "unknown crit": (
+        lambda i: i.mint_access_token(headers={"crit": ["urn:x"], "urn:x": 1}),
+        "critical header",
+    ),
+    "tampered payload": (tampered, BAD_SIGNATURE),
+    "stripped signature": (lambda i: i.mint_access_token().rsplit(".", 1)[0] + ".", BAD_SIGNATURE),
+    "truncated": (lambda i: i.mint_access_token()[:-20], "not valid"),
+    "garbage": (lambda i: "this-is-not-a-token", "not a well-formed JWS"),
+    "key never published": (lambda i: i.mint_access_token(key=SigningKey.generate()), UNKNOWN_KEY),
+    "ID token": (id_token, "(aud)"),
+    "ID token for the server app": (id_token_for_the_server, "ID token"),
+    "100 KB": (lambda i: i.mint_access_token() + "A" * 100_000, "too large"),
 }
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 async def test_bad_token_is_401_invalid_token_and_not_audited(service: Service, attack: str):
     device = new_device()
-    token = ATTACKS[attack](service.issuer)
+    make_token, reason = ATTACKS[attack]
+    token = make_token(service.issuer)
 
     response = await service.get_bundle(device, token)
 
@@ -368,6 +401,7 @@ async def test_bad_token_is_401_invalid_token_and_not_audited(service: Service, 
     assert response.headers["Content-Type"].startswith("application/problem+json")
     body = response.json()
     assert body["status"] == 401
+    assert reason in body["detail"]
     assert token not in response.text
     assert await service.audit_rows(device) == []
 
