@@ -26,7 +26,7 @@ from shared.reports.replay import POISON_QUEUE
 from shared.storage import Storage
 from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import enqueue, report, rows, service_on_own_azurite, wait_for
-from tests.support.devhost import REPO_ROOT
+from tests.support.devhost import REPO_ROOT, DevHostProcess
 
 SEED = 20261127
 
@@ -95,15 +95,20 @@ async def assert_exact_rows(
         assert row["lastReportAt"] == datetime.fromisoformat(newest["reportedAt"])
 
 
-async def test_a_thousand_reports_with_duplicates_give_exact_rows(
+async def test_a_thousand_reports_with_duplicates_give_exact_rows_on_two_hosts(
     entra_issuer: EntraIssuer,
 ) -> None:
+    """Two host instances on one queue (scale-out): ETag writes, no lost or doubled counts."""
     messages, by_device = reports_with_duplicates(devices=100, per_device=8, duplicates=200)
     assert len(messages) == 1000
     async with service_on_own_azurite(entra_issuer, start=False) as service:
         await enqueue(service.storage, messages)
-        service.start_host()
-        await assert_exact_rows(service.storage, by_device, within=90)
+        first = service.start_host()
+        with DevHostProcess(service.env) as second:
+            await assert_exact_rows(service.storage, by_device, within=90)
+            # Both instances recorded reports (the log line is the host's, per invocation).
+            assert "Executed 'record_status'" in first.output()
+            assert "Executed 'record_status'" in second.output()
 
 
 async def test_garbage_on_the_queue_is_kept_in_rejected_reports(entra_issuer: EntraIssuer) -> None:
