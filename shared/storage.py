@@ -141,34 +141,38 @@ class Storage:
             self.queues = QueueServiceClient(
                 config.queue_endpoint, credential=self._credential, **_QUEUE_OPTIONS
             )
-        self._ready: set[str] = set()
+        # Clients are kept: building one per call costs more CPU than a table request.
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
         self._lock = asyncio.Lock()
 
     async def table(self, name: str) -> TableClient:
         """A client for table `name`, created in storage the first time it is asked for."""
-        key = "table:" + name
-        if key not in self._ready:
+        client = self._tables.get(name)
+        if client is None:
             async with self._lock, translate_errors():
-                if key not in self._ready:
+                client = self._tables.get(name)
+                if client is None:
                     with contextlib.suppress(ResourceExistsError):
                         await self.tables.create_table(name)
-                    self._ready.add(key)
-        return self.tables.get_table_client(name)
+                    client = self._tables[name] = self.tables.get_table_client(name)
+        return client
 
     async def queue(self, name: str) -> QueueClient:
         """A client for queue `name` (base64 messages), created the first time."""
-        client = self.queues.get_queue_client(
-            name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
-        key = "queue:" + name
-        if key not in self._ready:
+        client = self._queues.get(name)
+        if client is None:
             async with self._lock, translate_errors():
-                if key not in self._ready:
+                client = self._queues.get(name)
+                if client is None:
+                    client = self.queues.get_queue_client(
+                        name,
+                        message_encode_policy=TextBase64EncodePolicy(),
+                        message_decode_policy=TextBase64DecodePolicy(),
+                    )
                     with contextlib.suppress(ResourceExistsError):
                         await client.create_queue()
-                    self._ready.add(key)
+                    self._queues[name] = client
         return client
 
     async def ping(self) -> None:
