@@ -15,6 +15,7 @@ from shared.storage import get_storage, translate_errors
 # A Table string property holds 32 Ki UTF-16 characters; keep well inside it.
 MAX_RAW_CHARS: Final = 16 * 1024
 MAX_REASON_CHARS: Final = 4 * 1024
+_ERRORS_KEPT: Final = 40  # at most ~40 x (100-char field + detail): well inside a property
 _log = logging.getLogger(__name__)
 
 
@@ -40,7 +41,7 @@ async def reject_message(
         "rawSize": len(body),
         "rawTruncated": len(raw) > MAX_RAW_CHARS,
         "reason": reason[:MAX_REASON_CHARS],
-        "errors": json.dumps(dict(errors), ensure_ascii=False)[:MAX_REASON_CHARS],
+        "errors": json.dumps(dict(list(errors.items())[:_ERRORS_KEPT]), ensure_ascii=False),
         "dequeueCount": dequeue_count or 0,
         "queue": queue,
         "messageId": message_id,

@@ -26,6 +26,8 @@ MAX_DSREGCMD_KEYS: Final = 256
 MAX_DSREGCMD_KEY_CHARS: Final = 128
 MAX_DSREGCMD_VALUE_CHARS: Final = 2048
 MAX_DSREGCMD_JSON_CHARS: Final = 16 * 1024
+# A body of thousands of unknown keys gets a problem naming the first few, not all of them.
+MAX_UNKNOWN_FIELDS_NAMED: Final = 20
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _UINT32_MAX: Final = 2**32 - 1
@@ -110,9 +112,9 @@ def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
     for name in _REQUIRED:
         if name not in data:
             errors[name] = "is required"
-    for name in data:
-        if name not in _REQUIRED and name not in _OPTIONAL:
-            errors[str(name)[:100]] = "is not a field of the status report"
+    unknown = [str(name) for name in data if name not in _REQUIRED and name not in _OPTIONAL]
+    for name in unknown[:MAX_UNKNOWN_FIELDS_NAMED]:
+        errors[name[:100]] = "is not a field of the status report"
     checks = _Checks(data, errors)
     report_id = checks.guid("reportId")
     device_id = checks.guid("deviceId")

@@ -122,3 +122,10 @@ def test_a_declared_length_over_64_kib_is_refused_before_the_body_is_read() -> N
     with pytest.raises(PayloadTooLarge):
         check_size(None, b"x" * (MAX_BODY_BYTES + 1))
     check_size(str(MAX_BODY_BYTES), b"x" * MAX_BODY_BYTES)
+
+
+def test_thousands_of_unknown_fields_are_named_only_in_part() -> None:
+    body = valid(**{f"extra{i}": i for i in range(5000)})
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(body, now=NOW)
+    assert len(caught.value.errors) == 20
