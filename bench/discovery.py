@@ -99,12 +99,14 @@ async def main(users: int) -> None:
         storage = Storage(StorageConfig(connection_string=azurite.connection_string))
         try:
             await storage.table(AAD_USERS)
-            ceiling_rate = await ceiling(storage, graph)
+            ceiling_before = await ceiling(storage, graph)
             baseline = psutil.Process().memory_info().rss
             (tenant, elapsed, requests), peak = await peak_rss_during(
                 lambda: full_run(storage, graph, "latest-then-list")
             )
             rate = users / elapsed
+            # The machine is shared and noisy: measure the ceiling on both sides, keep the best.
+            ceiling_rate = max(ceiling_before, await ceiling(storage, graph))
             ids = graph.user_ids(DELTA_CHANGES)
             for index, user_id in enumerate(ids):
                 graph.update_user(user_id, displayName=f"Changed {index}")
@@ -120,7 +122,10 @@ async def main(users: int) -> None:
         finally:
             await storage.close()
     print(f"full discovery, {users} users (latest-then-list): {elapsed:.1f} s, {rate:.0f} users/s")
-    print(f"raw Azurite batch-upsert ceiling, same entities: {ceiling_rate:.0f} users/s")
+    print(
+        f"raw Azurite batch-upsert ceiling, same entities: {ceiling_rate:.0f} users/s "
+        "(best of one measurement before and one after the run)"
+    )
     print(f"ratio: {rate / ceiling_rate:.2f} (goal >= 0.8)")
     print(
         f"peak RSS during the full run: {peak / 2**20:.0f} MiB "
