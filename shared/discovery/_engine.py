@@ -198,8 +198,8 @@ class _Invocation:
     async def _advance(self) -> bool:
         """Run phases until the run is complete (True) or the budget is spent (False)."""
         users_table = await self.storage.table(AAD_USERS)
-        writer = UserWriter(users_table, self.config.tenant_id, self.run.run_id)
         while True:
+            writer = UserWriter(users_table, self.config.tenant_id, self.run.stamp)
             phase = self.run.phase
             if phase == "latest":
                 await self._take_latest_delta_link()
@@ -317,6 +317,7 @@ class _Invocation:
         self.run.fallback_reason = f"{reason}: delta link expired, fell back to a full run"
         self.run.next_link = None
         self.run.pending_delta_link = None
+        self.run.sweep_stamp = f"{self.run.run_id}-full"
         self.run.phase = _first_full_phase(self.config.full_strategy)
         await self._checkpoint()
 

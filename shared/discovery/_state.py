@@ -49,6 +49,13 @@ class RunProgress:
     deletes: int = 0
     invocations: int = 1
     fallback_reason: str | None = None
+    # Stamped on every row written; the sweep marks live rows without it deleted. A fallback
+    # to full gets a new one, so rows written by the abandoned delta do not count as seen.
+    sweep_stamp: str | None = None
+
+    @property
+    def stamp(self) -> str:
+        return self.sweep_stamp or self.run_id
 
 
 @dataclass(slots=True)
@@ -128,6 +135,7 @@ _RUN_FIELDS: Final = {
     "runDeletes": "deletes",
     "runInvocations": "invocations",
     "runFallbackReason": "fallback_reason",
+    "runSweepStamp": "sweep_stamp",
 }
 
 

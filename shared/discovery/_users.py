@@ -33,12 +33,12 @@ Operation = tuple[TransactionOperation, dict[str, Any], dict[str, Any]]
 
 
 class UserWriter:
-    """Upserts one run's users for one tenant."""
+    """Upserts one run's users for one tenant, stamping each row with the run's `stamp`."""
 
-    def __init__(self, table: TableClient, tenant_id: str, run_id: str) -> None:
+    def __init__(self, table: TableClient, tenant_id: str, stamp: str) -> None:
         self._table = table
         self._tenant_id = tenant_id
-        self._run_id = run_id
+        self._stamp = stamp
         self._slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
 
     async def write_complete(self, users: Sequence[Mapping[str, Any]]) -> int:
@@ -74,7 +74,7 @@ class UserWriter:
         now = datetime.now(UTC)
         rows = self._table.query_entities(
             "PartitionKey eq @tenant and isDeleted eq false and lastSeenRunId ne @run",
-            parameters={"tenant": self._tenant_id, "run": self._run_id},
+            parameters={"tenant": self._tenant_id, "run": self._stamp},
             select=["RowKey"],
             results_per_page=1000,
         )
@@ -101,7 +101,7 @@ class UserWriter:
                 entity[name] = bool(value) if name == "accountEnabled" else str(value)
         entity[IS_DELETED] = False
         entity[LAST_DISCOVERED_AT] = now
-        entity[LAST_SEEN_RUN_ID] = self._run_id
+        entity[LAST_SEEN_RUN_ID] = self._stamp
         return entity
 
     def _removed(self, user_id: str, now: datetime) -> dict[str, Any]:
@@ -110,7 +110,7 @@ class UserWriter:
             "RowKey": str(user_id),
             IS_DELETED: True,
             LAST_DISCOVERED_AT: now,
-            LAST_SEEN_RUN_ID: self._run_id,
+            LAST_SEEN_RUN_ID: self._stamp,
         }
 
     async def _overlay(self, user: Mapping[str, Any], now: datetime) -> dict[str, Any]:
