@@ -149,6 +149,25 @@ async def test_expired_delta_link_falls_back_to_full_and_says_why(
         await assert_mirrors(storage, tenant, graph)
 
 
+async def test_fallback_midway_through_a_delta_does_not_keep_what_the_delta_touched(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    """410 on the delta's second page; a user the first page updated is deleted just then.
+    The full run that takes over must not count the delta's write as having seen that user."""
+    with make_graph(managed_identity_env, 40, delta_page_size=5) as graph:
+        config = config_for(graph, tenant)
+        await run_discovery("full", "timer", config, storage=storage)
+        ids = graph.user_ids()
+        for user_id in ids[:10]:
+            graph.update_user(user_id, displayName=f"Changed {user_id[:8]}")
+        graph.slow_next(0.0, on="delta")  # faults apply in order: the first delta page passes
+        graph.fail_next(410, on="delta", then=lambda: graph.hard_delete(ids[0]))
+        result = await run_discovery("delta", "timer", config, storage=storage)
+        assert (result.status, result.mode) == ("succeeded", "full")
+        await assert_mirrors(storage, tenant, graph)
+        assert (await user_rows(storage, tenant))[ids[0]]["isDeleted"] is True
+
+
 async def test_throttling_honours_retry_after(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:

@@ -24,7 +24,7 @@ import secrets
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -49,6 +49,7 @@ LIST_MAX_PAGE: Final = 999
 LIST_DEFAULT_PAGE: Final = 100
 
 Endpoint = Literal["delta", "list", "any"]
+_FAULT_CODES: Final = {429: "TooManyRequests", 410: "syncStateNotFound", 500: "generalException"}
 UserState = Literal["live", "soft-deleted", "deleted"]
 
 
@@ -69,6 +70,7 @@ class _Fault:
     status: int = 0
     retry_after: int | None = None
     seconds: float = 0.0
+    then: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -222,11 +224,18 @@ class FakeGraph(LoopbackServer):
     # -- fault injection ----------------------------------------------------------------------
 
     def fail_next(
-        self, status: int, *, retry_after: int | None = None, times: int = 1, on: Endpoint = "any"
+        self,
+        status: int,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+        on: Endpoint = "any",
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Answer the next `times` matching requests with `status` (and `Retry-After`)."""
+        """Answer the next `times` matching requests with `status` (and `Retry-After`); `then`
+        changes the directory at that moment (e.g. a deletion racing a fallback)."""
         with self._lock:
-            self._faults.append(_Fault(on, "status", times, status, retry_after))
+            self._faults.append(_Fault(on, "status", times, status, retry_after, then=then))
 
     def reset_next(self, *, times: int = 1, on: Endpoint = "any") -> None:
         """Close the connection in the middle of the next matching response bodies."""
@@ -274,11 +283,13 @@ class FakeGraph(LoopbackServer):
         if not self.identity.is_valid(token, GRAPH_RESOURCE):
             return _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         fault = self._take_fault(endpoint)
+        if fault is not None and fault.then is not None:
+            fault.then()
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             return _error(
                 fault.status,
-                "TooManyRequests" if fault.status == 429 else "serviceNotAvailable",
+                _FAULT_CODES.get(fault.status, "serviceNotAvailable"),
                 "Injected fault.",
                 headers,
             )
