@@ -123,5 +123,5 @@ def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[
     lines.append(f"  admin token (1 h):  export ADMIN_TOKEN={admin}")
     lines.append(
         '  try: curl -H "Authorization: Bearer $ADMIN_TOKEN" '
-        "http://127.0.0.1:7071/api/discovery/runs"
+        "http://127.0.0.1:<host port, 7071 by default>/api/discovery/runs"
     )
