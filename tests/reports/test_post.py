@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -166,12 +167,13 @@ async def _status_count(service: Service, device: str, count: int) -> bool:
     return bool(found) and found[0]["reportCount"] == count
 
 
-async def test_reference_client_reports_a_hybrid_joined_device(service: Service) -> None:
-    token_file = REPO_ROOT / ".pytest_cache" / f"token-{uuid.uuid4()}"
-    token_file.parent.mkdir(exist_ok=True)
+async def test_reference_client_reports_a_hybrid_joined_device(
+    service: Service, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
     token_file.write_text(service.device_token())
     # The reference client reads dsregcmd output as Windows PowerShell 5.1 writes it: UTF-16.
-    dsreg = token_file.with_suffix(".txt")
+    dsreg = tmp_path / "dsreg.txt"
     dsreg.write_bytes((DATA / "dsregcmd_hybrid_joined.txt").read_text().encode("utf-16"))
     try:
         done = await asyncio.to_thread(
