@@ -30,7 +30,7 @@ from typing import Final
 
 from azure.core.exceptions import AzureError
 from azure.identity.aio import DefaultAzureCredential
-from azure.keyvault.keys import KeyVaultKeyIdentifier
+from azure.keyvault.keys import KeyVaultKey, KeyVaultKeyIdentifier
 from azure.keyvault.keys.aio import KeyClient
 from azure.keyvault.keys.crypto import SignatureAlgorithm
 from azure.keyvault.keys.crypto.aio import CryptographyClient
@@ -151,8 +151,8 @@ class KeyVaultKeys:
         self.credential = DefaultAzureCredential()
         self._clients: list[KeyClient | CryptographyClient] = []
 
-    async def public_key(self, key_id: str, setting: str) -> tuple[str, rsa.RSAPublicKey]:
-        """(versioned key id, public key), read once."""
+    async def public_key(self, key_id: str, setting: str) -> tuple[KeyVaultKey, rsa.RSAPublicKey]:
+        """(the key as read, pinned to its version; its public half), read once."""
         identifier = KeyVaultKeyIdentifier(key_id)
         client = KeyClient(identifier.vault_url, self.credential)
         self._clients.append(client)
@@ -165,11 +165,13 @@ class KeyVaultKeys:
         if kty not in ("RSA", "RSA-HSM") or not n or not e or not vault_key.id:
             raise SettingError(setting, "a Key Vault RSA key")
         public = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big"))
-        return vault_key.id, public.public_key()
+        return vault_key, public.public_key()
 
     async def signing_key(self, key_id: str) -> SigningKey:
-        versioned_id, public = await self.public_key(key_id, "BUNDLE_SIGNING_KEY_ID")
-        crypto = CryptographyClient(versioned_id, self.credential)
+        vault_key, public = await self.public_key(key_id, "BUNDLE_SIGNING_KEY_ID")
+        # Given the key read above (not its id), the client needs no `get_key` of its own before
+        # the first sign; it signs remotely, since it holds only the public half.
+        crypto = CryptographyClient(vault_key, self.credential)
         self._clients.append(crypto)
 
         async def sign(signing_input: bytes) -> bytes:
