@@ -258,7 +258,7 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
 ) -> None:
     tenant = str(uuid.uuid4())
     with make_graph(identity, 3000) as graph:
-        graph.slow_next(1.0, times=4, on="list")
+        graph.slow_next(1.5, times=4, on="list")
         env = hosted_env(own_azurite, identity, graph, tenant, DISCOVERY_LEASE_SECONDS="5")
         hosted = Hosted(tenant, graph, own_storage, env, http)
 
@@ -269,11 +269,22 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
                 return None
             return state if state.get("runPages", 0) >= 1 else None
 
+        async def skipped() -> dict[str, Any] | None:
+            runs = await run_rows(own_storage, tenant)
+            return next((r for r in runs if r["status"] == "skipped"), None)
+
         with DevHostProcess(env) as host:
             await hosted.trigger(host, "discovery_full")
             state = await wait_until(one_page_written, 30, "a page is checkpointed")
+            # An overlapping trigger coalesces: recorded as skipped, the run goes on.
+            await hosted.publish(
+                host, custom_event("CMBootstrap.DiscoveryRequested", {"mode": "delta"}), cloud=False
+            )
+            overlap = await wait_until(skipped, 10, "the overlapping event is skipped")
             host.kill()
         run_id = state["runId"]
+        assert (overlap["trigger"], overlap["mode"]) == ("eventgrid", "delta")
+        assert run_id in overlap["error"]
 
         async def lease_expired() -> bool:
             state = await state_row(own_storage, tenant)
@@ -282,10 +293,11 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
         await wait_until(lease_expired, 15, "the dead host's lease expires")
         with DevHostProcess(env) as host:
             await hosted.trigger(host, "discovery_delta")
-            run = await wait_until(
-                lambda: hosted.newest_run(status="succeeded"), 60, "the run is resumed"
+            runs = await wait_until(
+                lambda: hosted.runs_settled(2), 60, "the run is resumed and finishes"
             )
-        assert run["RowKey"] == run_id
+        run = next(r for r in runs if r["RowKey"] == run_id)
+        assert run["status"] == "succeeded"
         assert (run["mode"], run["pages"], run["upserts"], run["invocations"]) == (
             "full",
             4,
