@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -71,9 +72,13 @@ def config_for(graph: FakeGraph, tenant: str, **overrides: Any) -> DiscoveryConf
 
 
 async def user_rows(storage: Storage, tenant: str) -> dict[str, dict[str, Any]]:
+    """The tenant's AadUsers rows without bookkeeping columns; checks the column types."""
     table = await storage.table(AAD_USERS)
     rows: dict[str, dict[str, Any]] = {}
     async for row in table.query_entities("PartitionKey eq @t", parameters={"t": tenant}):
+        assert isinstance(row["isDeleted"], bool)
+        assert isinstance(row.get("accountEnabled", False), bool)
+        assert isinstance(row["lastDiscoveredAt"], datetime)
         rows[row["RowKey"]] = {k: v for k, v in row.items() if k not in BOOKKEEPING}
     return rows
 
