@@ -145,20 +145,21 @@ def development_private_key(path: Path = DEVELOPMENT_KEY_PATH) -> rsa.RSAPrivate
 
 # -- Key Vault -------------------------------------------------------------------------------
 class KeyVaultKeys:
-    """Key Vault access for one process: one credential, clients per vault, closed together."""
+    """Key Vault access for one process: one credential and the signing client, closed together."""
 
     def __init__(self) -> None:
         self.credential = DefaultAzureCredential()
-        self._clients: list[KeyClient | CryptographyClient] = []
+        self._clients: list[CryptographyClient] = []
 
     async def public_key(self, key_id: str, setting: str) -> tuple[KeyVaultKey, rsa.RSAPublicKey]:
         """(the key as read, pinned to its version; its public half), read once."""
         identifier = KeyVaultKeyIdentifier(key_id)
-        client = KeyClient(identifier.vault_url, self.credential)
-        self._clients.append(client)
         try:
-            vault_key = await client.get_key(identifier.name, identifier.version)
+            # Used once, so closed at once: nothing would close it later, and its session leaks.
+            async with KeyClient(identifier.vault_url, self.credential) as client:
+                vault_key = await client.get_key(identifier.name, identifier.version)
         except AzureError as error:
+            _log.warning("Key Vault: reading a bundle-signing key failed: %s", _first_line(error))
             raise ServiceUnavailable("The bundle-signing key could not be read.") from error
         # JsonWebKey sets its fields dynamically (no annotations), hence getattr.
         kty, n, e = (getattr(vault_key.key, name, None) for name in ("kty", "n", "e"))
@@ -179,6 +180,7 @@ class KeyVaultKeys:
             try:
                 result = await crypto.sign(SignatureAlgorithm.rs256, digest)
             except AzureError as error:
+                _log.warning("Key Vault: signing a bundle failed: %s", _first_line(error))
                 raise ServiceUnavailable("The bundle could not be signed; retry later.") from error
             return bytes(result.signature)
 
@@ -190,6 +192,11 @@ class KeyVaultKeys:
         await self.credential.close()
 
 
+def _first_line(error: AzureError) -> str:
+    """What failed (status and code, or the connection error), without response bodies."""
+    return str(error).partition("\n")[0]
+
+
 # -- loading -----------------------------------------------------------------------------------
 async def load_signing_keys(
     settings: Settings,
@@ -198,8 +205,20 @@ async def load_signing_keys(
     development_key_path: Path = DEVELOPMENT_KEY_PATH,
 ) -> SigningKeys:
     """Current and next keys as the settings say: Key Vault first, then PEM, then Development."""
-    if (settings.signing_key_id or settings.signing_next_key_id) and vault is None:
-        vault = KeyVaultKeys()
+    if not (settings.signing_key_id or settings.signing_next_key_id) or vault is not None:
+        return await _load_signing_keys(settings, vault, development_key_path)
+    owned = KeyVaultKeys()
+    try:
+        return await _load_signing_keys(settings, owned, development_key_path)
+    except BaseException:
+        # A failed load is retried with new clients: close these, or their sessions leak.
+        await owned.close()
+        raise
+
+
+async def _load_signing_keys(
+    settings: Settings, vault: KeyVaultKeys | None, development_key_path: Path
+) -> SigningKeys:
     if settings.signing_key_id:
         assert vault is not None
         current = await vault.signing_key(settings.signing_key_id)
