@@ -215,6 +215,7 @@ async def test_a_vault_outage_is_503_with_retry_after_and_nothing_audited(
     assert int(response.headers["Retry-After"]) > 0
     assert response.json()["status"] == 503
     assert await service.audit_rows(device) == []
+    assert "Key Vault: signing a bundle failed" in service.host.output()
     # The vault is back: the same device gets its bundle, audited once.
     again = await service.get_bundle(device)
     assert again.status_code == 200, again.text
@@ -227,3 +228,40 @@ async def test_no_token_or_key_material_in_the_log(service: VaultService):
     assert "PRIVATE KEY" not in log
     assert "Bearer " not in log
     assert not MANAGED_IDENTITY_TOKEN.search(log)
+    assert "Unclosed" not in log  # every Key Vault client the app made is closed or in use
+
+
+async def test_a_vault_down_at_start_is_503_until_it_is_back(
+    private_azurite: Azurite,
+    entra_issuer: EntraIssuer,
+    identity: FakeManagedIdentity,
+    vault: FakeKeyVault,
+):
+    """The keys are loaded on first use: a failed load is not cached, the next request retries."""
+    name = f"down-at-start-{uuid.uuid4().hex[:8]}"
+    key_id = vault.create_key(name)
+    env = product_env(
+        private_azurite.connection_string,
+        AAD_AUTHORITY_HOST=entra_issuer.authority_host,
+        BUNDLE_SIGNING_KEY_ID=key_id,
+        **identity.environment(),
+        **vault.environment(),
+    )
+    with DevHostProcess(env) as host:
+        async with httpx.AsyncClient(timeout=60) as http:
+            vault.unavailable = True
+            try:
+                down = await http.get(host.url("/api/jwks"))
+            finally:
+                vault.unavailable = False
+            up = await http.get(host.url("/api/jwks"))
+        log = host.output()
+
+    assert down.status_code == 503, down.text
+    assert down.headers["Content-Type"].startswith("application/problem+json")
+    assert int(down.headers["Retry-After"]) > 0
+    assert up.status_code == 200, up.text
+    assert [key["kid"] for key in up.json()["keys"]] == [thumbprint(vault.public_key(key_id))]
+    assert vault.keys_read[name] == 1
+    assert "Key Vault: reading a bundle-signing key failed" in log  # operators see why
+    assert "Unclosed" not in log  # the failed attempt's clients were closed, not leaked

@@ -209,9 +209,7 @@ class FakeKeyVault(LoopbackServer):
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Outage, api-version and the bearer challenge, before any key operation."""
-        if self.unavailable:
-            return _error(503, "ServiceUnavailable", "The service is unavailable.")
+        """api-version, the bearer challenge and an outage, before any key operation."""
         if not request.query.get("api-version"):
             return _error(400, "BadParameter", "api-version is required")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -226,6 +224,8 @@ class FakeKeyVault(LoopbackServer):
                 "AKV10000: Request is missing a Bearer or PoP token.",
                 **{"WWW-Authenticate": challenge},
             )
+        if self.unavailable:  # after the challenge: the client has its token by then
+            return _error(503, "ServiceUnavailable", "The service is unavailable.")
         response: web.StreamResponse = await handler(request)
         return response
 
