@@ -146,8 +146,8 @@ async def test_a_bundle_signed_in_the_vault_verifies_with_the_jwks_alone(service
     claims = verify_with_jwks(response.text, await service.jwks())
     assert claims["sub"] == device
     header = jwt.get_unverified_header(response.text)
-    assert header["alg"] == "RS256"
-    assert header["kid"] == thumbprint(service.vault.public_key(service.current_key_id))
+    kid = thumbprint(service.vault.public_key(service.current_key_id))
+    assert header == {"alg": "RS256", "typ": "cmboot-bundle+jwt", "kid": kid}
     [row] = await service.audit_rows(device)
     assert row["RowKey"] == claims["jti"]
     # The app authenticated to the vault with its managed identity, for the vault's resource.
@@ -189,6 +189,18 @@ async def test_jwks_publishes_the_current_and_the_next_vault_key(service: VaultS
     assert service.vault.keys_read[NEXT] == 1
 
 
+async def test_a_key_version_created_later_is_not_used_until_restart(service: VaultService):
+    """The app pinned the version it read, so what it signs with is what /api/jwks publishes."""
+    service.vault.create_key(CURRENT)  # now the vault's latest version of the key
+
+    response = await service.get_bundle(str(uuid.uuid4()))
+
+    assert response.status_code == 200, response.text
+    kid = thumbprint(service.vault.public_key(service.current_key_id))
+    assert jwt.get_unverified_header(response.text)["kid"] == kid
+    verify_with_jwks(response.text, await service.jwks())
+
+
 async def test_a_throttled_sign_is_retried_after_retry_after(service: VaultService):
     throttled_before = service.vault.throttled
     service.vault.throttle_next_signs(1)
@@ -213,7 +225,10 @@ async def test_a_vault_outage_is_503_with_retry_after_and_nothing_audited(
     assert response.status_code == 503, response.text
     assert response.headers["Content-Type"].startswith("application/problem+json")
     assert int(response.headers["Retry-After"]) > 0
-    assert response.json()["status"] == 503
+    problem = response.json()
+    assert problem["status"] == 503
+    assert {"type", "title", "detail"} <= set(problem)
+    assert service.vault.host not in response.text  # nothing internal in the answer
     assert await service.audit_rows(device) == []
     assert "Key Vault: signing a bundle failed" in service.host.output()
     # The vault is back: the same device gets its bundle, audited once.
