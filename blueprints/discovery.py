@@ -2,9 +2,11 @@
 
 - `discovery_full` / `discovery_delta`: timers on `%DISCOVERY_FULL_SCHEDULE%` /
   `%DISCOVERY_DELTA_SCHEDULE%`.
-- `discovery_events`: Event Grid; Graph user change notifications (partner events) start a delta
-  run, `CMBootstrap.DiscoveryRequested` `{"mode": ...}` starts that mode, others are ignored.
-- `discovery_continue`: queue `discovery-continue`, resumes a run that spent its time budget.
+- `discovery_events`: Event Grid; Graph user change notifications (partner events) ask for a
+  delta run, `CMBootstrap.DiscoveryRequested` `{"mode": ...}` for that mode (through the
+  `discovery-continue` queue); other types are ignored.
+- `discovery_continue`: queue `discovery-continue`: resumes a run that spent its time budget, or
+  starts the run an event asked for.
 - `discovery_runs`: `GET /api/discovery/runs?pageSize=&continuation=`, admin only, newest first.
 """
 
@@ -14,6 +16,7 @@ import azure.functions as func
 
 from shared.auth import authenticate, require_admin
 from shared.discovery import (
+    Continuation,
     DiscoveryConfig,
     MalformedContinuation,
     MalformedEvent,
@@ -23,6 +26,7 @@ from shared.discovery import (
     parse_continuation,
     parse_runs_query,
     run_discovery,
+    send_continuation,
 )
 from shared.http import json_response, problem_boundary
 from shared.names import DISCOVERY_CONTINUE_QUEUE
@@ -68,8 +72,10 @@ async def discovery_events(event: func.EventGridEvent) -> None:
     if decision.mode is None:
         _log.info("Event Grid event ignored: %s", decision.reason, extra=ids)
         return
-    _log.info("Event Grid event starts discovery: %s", decision.reason, extra=ids)
-    await _run(decision.mode, "eventgrid")
+    # Queued, not run here: Event Grid redelivers what is not acknowledged within 30 seconds.
+    tenant_id = get_settings().tenant_id
+    await send_continuation(Continuation(tenant_id, decision.mode, trigger="eventgrid"))
+    _log.info("Event Grid event queued a discovery run: %s", decision.reason, extra=ids)
 
 
 def _event_type(event: func.EventGridEvent | func.CloudEvent) -> str:
@@ -92,7 +98,7 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
         _log.warning("continuation for another tenant ignored", extra={"messageId": msg.id})
         return
     result = await run_discovery(
-        continuation.mode, "continuation", config, resume_run_id=continuation.run_id
+        continuation.mode, continuation.trigger, config, resume_run_id=continuation.run_id
     )
     _log.info(
         "discovery continuation ended: %s",

@@ -2,17 +2,16 @@
 
     result = await run_discovery("delta", "timer", DiscoveryConfig.from_settings(settings))
 
-Triggers call `run_discovery` (or `resume_from_message` for a `discovery-continue` message, or
-`decide` for an Event Grid event); admins read `list_runs`.
+Timers call `run_discovery`; an Event Grid event is read with `decide` and handed to the
+`discovery-continue` queue (`send_continuation`), whose messages (`parse_continuation`) start or
+resume a run; admins read `list_runs`.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Final
 
 from shared.discovery._engine import (
-    Continuation,
     DiscoveryConfig,
     FullStrategy,
     RunResult,
@@ -20,6 +19,12 @@ from shared.discovery._engine import (
 )
 from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, MalformedEvent, decide
 from shared.discovery._graph import SELECT, USER_PROPERTIES
+from shared.discovery._messages import (
+    Continuation,
+    MalformedContinuation,
+    parse_continuation,
+    send_continuation,
+)
 from shared.discovery._runs import RUN_ID_PATTERN, RunLog, RunsPage
 from shared.discovery._state import Mode
 from shared.errors import BadRequest
@@ -45,6 +50,7 @@ __all__ = [
     "parse_continuation",
     "parse_runs_query",
     "run_discovery",
+    "send_continuation",
 ]
 
 
@@ -66,27 +72,6 @@ def parse_runs_query(page_size: str | None, continuation: str | None) -> tuple[i
     if errors:
         raise BadRequest("Bad query for discovery runs.", errors=errors)
     return size, continuation or None
-
-
-class MalformedContinuation(ValueError):
-    """A `discovery-continue` message that is not `{"tenant", "runId", "mode"}`."""
-
-
-def parse_continuation(text: str) -> Continuation:
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        raise MalformedContinuation("the message is not JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedContinuation("the message is not a JSON object")
-    tenant, run_id, mode = body.get("tenant"), body.get("runId"), body.get("mode")
-    if not isinstance(tenant, str) or not tenant:
-        raise MalformedContinuation("tenant is missing")
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-        raise MalformedContinuation("runId is not a discovery run id")
-    if mode not in ("full", "delta"):
-        raise MalformedContinuation("mode is not full or delta")
-    return Continuation(tenant, run_id, mode)
 
 
 async def list_runs(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -29,12 +28,13 @@ from typing import Final, Literal
 from azure.identity.aio import DefaultAzureCredential
 
 from shared.discovery._graph import DeltaLinkExpired, GraphError, GraphPage, GraphUsers
+from shared.discovery._messages import Continuation, send_continuation
 from shared.discovery._runs import RunLog, new_run_id
 from shared.discovery._state import LeaseLost, Mode, Phase, RunProgress, StateStore, TenantState
 from shared.discovery._users import UserWriter
-from shared.names import AAD_USERS, DISCOVERY_CONTINUE_QUEUE, DISCOVERY_RUNS, DISCOVERY_STATE
+from shared.names import AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
 from shared.settings import Settings
-from shared.storage import Storage, get_storage, translate_errors
+from shared.storage import Storage, get_storage
 
 FullStrategy = Literal["latest-then-list", "delta-from-scratch"]
 Outcome = Literal["succeeded", "failed", "skipped", "continued", "ignored"]
@@ -67,18 +67,6 @@ class RunResult:
     run_id: str | None
     mode: Mode
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Continuation:
-    """The `discovery-continue` message: which run of which tenant to resume."""
-
-    tenant_id: str
-    run_id: str
-    mode: Mode
-
-    def to_json(self) -> str:
-        return json.dumps({"tenant": self.tenant_id, "runId": self.run_id, "mode": self.mode})
 
 
 async def run_discovery(
@@ -353,10 +341,8 @@ class _Invocation:
         """Time budget spent: release the lease first, then queue the continuation."""
         self.state = await self.states.write(self.states.released(self.state))
         await self.runs.record(self.run, "continued")
-        message = Continuation(self.config.tenant_id, self.run.run_id, self.run.mode)
-        queue = await self.storage.queue(DISCOVERY_CONTINUE_QUEUE)
-        async with translate_errors():
-            await queue.send_message(message.to_json())
+        message = Continuation(self.config.tenant_id, self.run.mode, self.run.run_id)
+        await send_continuation(message, self.storage)
         _log.info("discovery continues in a new invocation", extra=self.log_ids)
 
     async def _fail(self, error: str) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from shared.discovery import (
+    Continuation,
     MalformedContinuation,
     MalformedEvent,
     decide,
@@ -54,12 +55,10 @@ def test_malformed_events_say_why(event_type: str, data: object, says: str) -> N
 def test_continuation_round_trip() -> None:
     message = json.dumps({"tenant": TENANT, "runId": RUN_ID, "mode": "full"})
     continuation = parse_continuation(message)
-    assert (continuation.tenant_id, continuation.run_id, continuation.mode) == (
-        TENANT,
-        RUN_ID,
-        "full",
-    )
+    assert continuation == Continuation(TENANT, "full", RUN_ID, "continuation")
     assert parse_continuation(continuation.to_json()) == continuation
+    requested = Continuation(TENANT, "delta", trigger="eventgrid")
+    assert parse_continuation(requested.to_json()) == requested
 
 
 @pytest.mark.parametrize(
@@ -70,6 +69,7 @@ def test_continuation_round_trip() -> None:
         (json.dumps({"runId": RUN_ID, "mode": "full"}), "tenant"),
         (json.dumps({"tenant": TENANT, "runId": "../x", "mode": "full"}), "runId"),
         (json.dumps({"tenant": TENANT, "runId": RUN_ID, "mode": "all"}), "mode"),
+        (json.dumps({"tenant": TENANT, "mode": "full", "trigger": "timer"}), "trigger"),
     ],
 )
 def test_malformed_continuations_say_why(text: str, says: str) -> None:

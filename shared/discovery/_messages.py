@@ -1,0 +1,65 @@
+"""Messages on `discovery-continue`: resume a run, or start one asked for by an event.
+
+`{"tenant": id, "mode": "full"|"delta", "runId": id}` resumes that run after its invocation
+spent its time budget; without `runId` (`"trigger": "eventgrid"`) it asks for a run, so that an
+Event Grid delivery is acknowledged at once instead of waiting for the whole discovery (Event
+Grid retries a delivery that takes longer than 30 seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shared.discovery._runs import RUN_ID_PATTERN
+from shared.discovery._state import Mode
+from shared.names import DISCOVERY_CONTINUE_QUEUE
+from shared.storage import Storage, get_storage, translate_errors
+
+TRIGGERS: Final = frozenset({"continuation", "eventgrid"})
+
+
+class MalformedContinuation(ValueError):
+    """A `discovery-continue` message that is not `{"tenant", "mode", ["runId"], ["trigger"]}`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    tenant_id: str
+    mode: Mode
+    run_id: str | None = None
+    trigger: str = "continuation"
+
+    def to_json(self) -> str:
+        body: dict[str, str] = {"tenant": self.tenant_id, "mode": self.mode}
+        if self.run_id:
+            body["runId"] = self.run_id
+        body["trigger"] = self.trigger
+        return json.dumps(body)
+
+
+async def send_continuation(message: Continuation, storage: Storage | None = None) -> None:
+    queue = await (storage or get_storage()).queue(DISCOVERY_CONTINUE_QUEUE)
+    async with translate_errors():
+        await queue.send_message(message.to_json())
+
+
+def parse_continuation(text: str) -> Continuation:
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        raise MalformedContinuation("the message is not JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedContinuation("the message is not a JSON object")
+    tenant, run_id, mode = body.get("tenant"), body.get("runId"), body.get("mode")
+    trigger = body.get("trigger", "continuation")
+    if not isinstance(tenant, str) or not tenant:
+        raise MalformedContinuation("tenant is missing")
+    if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id)):
+        raise MalformedContinuation("runId is not a discovery run id")
+    if mode not in ("full", "delta"):
+        raise MalformedContinuation("mode is not full or delta")
+    if trigger not in TRIGGERS:
+        raise MalformedContinuation(f"trigger is not one of {sorted(TRIGGERS)}")
+    return Continuation(tenant, mode, run_id, trigger)
