@@ -29,6 +29,7 @@ import binascii
 import contextlib
 import ipaddress
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -168,9 +169,10 @@ class FakeKeyVault(LoopbackServer):
         app = self.build_app()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self._tls)
-        await site.start()
-        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((HOST, 0))  # bound here, so the port is known before anyone can take it
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock, ssl_context=self._tls).start()
         self._proxy = await asyncio.start_server(self._tunnel, HOST, 0)
         self.proxy_port = int(self._proxy.sockets[0].getsockname()[1])
 
