@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from azure.core.exceptions import AzureError
 from azure.identity.aio import DefaultAzureCredential
@@ -144,6 +144,15 @@ def development_private_key(path: Path = DEVELOPMENT_KEY_PATH) -> rsa.RSAPrivate
 
 
 # -- Key Vault -------------------------------------------------------------------------------
+# A vault that accepts connections but never answers must not hold a device's request past the
+# App Service front end's 230 s: azure-core's defaults (300 s reads, 3 retries) would.
+_VAULT_CLIENT_OPTIONS: Final[dict[str, Any]] = {
+    "connection_timeout": 5,
+    "read_timeout": 15,
+    "retry_total": 3,
+}
+
+
 class KeyVaultKeys:
     """Key Vault access for one process: one credential and the signing client, closed together."""
 
@@ -156,7 +165,9 @@ class KeyVaultKeys:
         identifier = KeyVaultKeyIdentifier(key_id)
         try:
             # Used once, so closed at once: nothing would close it later, and its session leaks.
-            async with KeyClient(identifier.vault_url, self.credential) as client:
+            async with KeyClient(
+                identifier.vault_url, self.credential, **_VAULT_CLIENT_OPTIONS
+            ) as client:
                 vault_key = await client.get_key(identifier.name, identifier.version)
         except AzureError as error:
             _log.warning("Key Vault: reading a bundle-signing key failed: %s", _first_line(error))
@@ -172,7 +183,7 @@ class KeyVaultKeys:
         vault_key, public = await self.public_key(key_id, "BUNDLE_SIGNING_KEY_ID")
         # Given the key read above (not its id), the client needs no `get_key` of its own before
         # the first sign; it signs remotely, since it holds only the public half.
-        crypto = CryptographyClient(vault_key, self.credential)
+        crypto = CryptographyClient(vault_key, self.credential, **_VAULT_CLIENT_OPTIONS)
         self._clients.append(crypto)
 
         async def sign(signing_input: bytes) -> bytes:
