@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.api_client_builder import register_default_deserializer
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
@@ -109,6 +110,9 @@ class GraphUsers:
             raise GraphError(f"Graph answered {error.response_status_code}") from error
         except httpx.HTTPError as error:
             raise GraphError(f"Graph connection failed: {type(error).__name__}") from error
+        except ClientAuthenticationError as error:
+            # The message may quote the identity endpoint's answer: keep only what failed.
+            raise GraphError(f"no token for Graph: {type(error).__name__}") from error
         try:
             body = json.loads(raw or b"{}")
         except ValueError as error:

@@ -11,6 +11,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from shared.discovery import run_discovery
 from shared.discovery._users import UserWriter
 from shared.names import AAD_USERS
@@ -213,6 +215,23 @@ async def test_connection_resets_beyond_retries_keep_the_checkpoint(
         run = (await run_rows(storage, tenant))[0]
         assert (run["pages"], run["upserts"], run["invocations"]) == (3, 2500, 2)
         assert "connection" in run["error"].lower()  # what happened stays in the record
+
+
+async def test_no_managed_identity_token_fails_the_run_clearly(
+    storage: Storage,
+    managed_identity_env: FakeManagedIdentity,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
+    with make_graph(managed_identity_env, 10) as graph:
+        result = await run_discovery("full", "timer", config_for(graph, tenant), storage=storage)
+        assert result.status == "failed"
+        assert "no token for Graph" in (result.error or "")
+        assert graph.stats.requests["delta"] == 0
+        run = (await run_rows(storage, tenant))[0]
+        assert (run["status"], run["error"]) == ("failed", result.error)
+        assert "leaseOwner" not in await state_row(storage, tenant)
 
 
 async def test_overlapping_triggers_coalesce(
