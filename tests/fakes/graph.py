@@ -24,7 +24,7 @@ import secrets
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -91,12 +91,12 @@ class Stats:
     faults_served: Counter[str] = field(default_factory=Counter)
 
 
-def generated_user(tenant_label: str, index: int, domain: str) -> dict[str, Any]:
+def generated_user(label: str, index: int, domain: str) -> dict[str, Any]:
     """A deterministic user: two in three synced from AD, every 7th without mail."""
     nickname = f"user{index:06d}"
     synced = index % 3 != 0
     props: dict[str, Any] = {
-        "displayName": f"{tenant_label} User {index:06d}",
+        "displayName": f"{label} User {index:06d}",
         "userPrincipalName": f"{nickname}@{domain}",
         "mail": None if index % 7 == 0 else f"{nickname}@{domain}",
         "mailNickname": nickname,
@@ -415,7 +415,3 @@ def expected_rows(live: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, 
         user_id: {k: v for k, v in props.items() if v is not None} | {"isDeleted": False}
         for user_id, props in live.items()
     }
-
-
-def ids_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    return {str(row["RowKey"]) for row in rows}
