@@ -5,13 +5,12 @@
 - `devices`: `GET /api/devices/{deviceId}` and `GET /api/devices?state=&summary=stage`, admin only.
 """
 
-import uuid
-
 import azure.functions as func
 
 from shared.auth import authenticate, require_admin, require_client_app
 from shared.errors import BadRequest, NotFound
 from shared.http import json_response, problem_boundary
+from shared.ids import parse_guid
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports import (
     accept_report,
@@ -81,13 +80,10 @@ async def devices(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _device_guid(value: str) -> str:
-    try:
-        parsed = uuid.UUID(value) if len(value) == 36 else None
-    except ValueError:
-        parsed = None
-    if parsed is None:
+    device_id = parse_guid(value)
+    if device_id is None:
         raise BadRequest("Bad device id.", errors={"deviceId": "must be a GUID"})
-    return str(parsed)
+    return device_id
 
 
 def _next_link(stage: str | None, page_size: int, continuation: str | None) -> str | None:

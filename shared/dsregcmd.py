@@ -20,9 +20,10 @@ Values may themselves contain colons (URLs, times), so a line splits at its firs
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Final
+
+from shared.ids import parse_guid
 
 _BANNER_TITLE = re.compile(r"^\s*\|\s*(?P<title>.*?)\s*\|?\s*$")
 _RULE = re.compile(r"^\s*\+-+\+\s*$")
@@ -80,7 +81,4 @@ def parse_dsregcmd(text: str) -> DsregcmdStatus:
 def _guid(value: str | None) -> str | None:
     if not value:
         return None
-    try:
-        return str(uuid.UUID(value.strip("{}")))
-    except ValueError:
-        return None
+    return parse_guid(value.strip().strip("{}"))

@@ -11,7 +11,6 @@ import ipaddress
 import os
 import re
 import sys
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 
 from shared.errors import SettingError
+from shared.ids import parse_guid
 
 DEVELOPMENT: Final = "Development"
 MAX_BUNDLE_TTL_MINUTES: Final = 1440
@@ -164,7 +164,8 @@ class _Reader:
     def guid(self, name: str) -> str:
         expected = "a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47"
         value = self.required(name, expected)
-        return self._check(name, value.lower(), _is_guid(value), expected)
+        guid = parse_guid(value)
+        return self._check(name, guid or value, guid is not None, expected)
 
     def host_name(self, name: str) -> str:
         expected = "a DNS name such as contoso.onmicrosoft.com"
@@ -279,13 +280,6 @@ class _Reader:
 
 def _full(pattern: re.Pattern[str], value: str) -> bool:
     return pattern.fullmatch(value) is not None
-
-
-def _is_guid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ from shared.bundles._batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import SigningKey, b64url, get_signing_keys
 from shared.errors import BadRequest, Forbidden
+from shared.ids import parse_guid
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
 from shared.settings import Settings, get_settings
 from shared.storage import get_storage, translate_errors
@@ -30,7 +31,6 @@ _log = logging.getLogger(__name__)
 
 BUNDLE_AUDIENCE: Final = "ccmsetup"
 BUNDLE_TYPE: Final = "cmboot-bundle+jwt"
-_GUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
@@ -42,16 +42,17 @@ class BundleRequest:
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> BundleRequest:
         """Both parameters checked; a 400 names every one that is wrong."""
-        device_id = params.get("deviceId", "")
+        device_id = parse_guid(params.get("deviceId"))
         nonce = params.get("nonce", "")
         errors: dict[str, str] = {}
-        if not _GUID.fullmatch(device_id):
+        if device_id is None:
             errors["deviceId"] = "must be the device's GUID (8-4-4-4-12 hex digits)"
         if not _NONCE.fullmatch(nonce):
             errors["nonce"] = "must be 8 to 128 URL-safe characters (A-Z a-z 0-9 - _)"
         if errors:
             raise BadRequest("Invalid query parameter: " + ", ".join(errors), errors=errors)
-        return cls(device_id=device_id.lower(), nonce=nonce)
+        assert device_id is not None
+        return cls(device_id=device_id, nonce=nonce)
 
 
 @dataclass(frozen=True, slots=True)

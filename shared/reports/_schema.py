@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+from shared.ids import parse_guid
 
 STAGES: Final = ("bundle-received", "installing", "installed", "failed")
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
@@ -183,13 +184,10 @@ class _Checks:
         value = self._data.get(name)
         if value is None and name not in self._data:
             return None
-        try:
-            if not isinstance(value, str) or len(value) != 36:
-                raise ValueError
-            return str(uuid.UUID(value))
-        except ValueError:
+        guid = parse_guid(value)
+        if guid is None:
             self._fail(name, "must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e")
-            return None
+        return guid
 
     def pattern(self, name: str, pattern: re.Pattern[str], expected: str) -> str | None:
         if name not in self._data:
