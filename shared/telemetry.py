@@ -155,6 +155,23 @@ def entra_client_id(env: Mapping[str, str]) -> str | None:
     return normalised.get("clientid") or env.get(CLIENT_ID_SETTING, "").strip()
 
 
+# Libraries that log every HTTP request at INFO: Graph page URLs (with opaque skip and delta
+# tokens) and each storage call would drown the app's own lines and cost ingestion.
+_CHATTY_LOGGERS: Final = (
+    "httpx",
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+)
+
+
+def quiet_chatty_loggers() -> None:
+    """WARNING for per-request library loggers, unless someone already chose a level."""
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
 def configure_telemetry(env: Mapping[str, str] | None = None) -> bool:
     """Export to Application Insights when its connection string is set; once per process.
 
@@ -168,6 +185,7 @@ def configure_telemetry(env: Mapping[str, str] | None = None) -> bool:
             _export_to_azure_monitor(env)
             _configured = True
         install_redaction()
+        quiet_chatty_loggers()
         return _configured
 
 

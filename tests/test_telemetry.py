@@ -258,3 +258,31 @@ def test_logs_reach_application_insights_with_entra_auth_and_without_secrets(acc
     assert rejected["deviceId"] == values["deviceId"]
     assert rejected["reportId"] == values["reportId"]
     assert all(access_token not in r.body for r in requests)
+
+
+def test_per_request_library_logs_are_quieted_unless_a_level_was_chosen():
+    script = (
+        "import json, logging\n"
+        "logging.basicConfig(level=logging.INFO)  # as the Functions worker does\n"
+        "logging.getLogger('azure.identity').setLevel(logging.DEBUG)  # an operator's choice\n"
+        "from shared.telemetry import configure_telemetry\n"
+        "configure_telemetry()\n"
+        "names = ['httpx', 'azure.core.pipeline.policies.http_logging_policy', 'azure.identity',\n"
+        "         'shared.discovery']\n"
+        "print(json.dumps({n: logging.getLogger(n).isEnabledFor(logging.INFO) for n in names}))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {
+        "httpx": False,  # Graph page URLs, once per page
+        "azure.core.pipeline.policies.http_logging_policy": False,  # every storage call
+        "azure.identity": True,  # kept at the level the operator set
+        "shared.discovery": True,  # the app's own progress lines stay
+    }
