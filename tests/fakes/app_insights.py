@@ -12,7 +12,6 @@ import datetime
 import gzip
 import ipaddress
 import json
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.fakes.identity import HOST, LoopbackServer
+from tests.support.loopback import HOST, LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +72,10 @@ class FakeIngestion(LoopbackServer):
         app.router.add_post("/{path:.*}", self._track)
         return app
 
-    async def _start_site(self) -> None:
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
+    def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.ca_file, self._key_file)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((HOST, 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, ssl_context=context).start()
+        return context
 
     async def _track(self, request: web.Request) -> web.Response:
         if request.path.replace("//", "/") != self.PATH:

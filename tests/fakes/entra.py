@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Final
 
 import jwt
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.loopback import LoopbackServer
 from tests.support.settings import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
 
 ADMIN_ROLE: Final = "Bootstrap.Admin"
@@ -70,46 +69,21 @@ class SigningKey:
         }
 
 
-class EntraIssuer:
+class EntraIssuer(LoopbackServer):
     """The loopback issuer. Thread-safe: the HTTP server runs in a daemon thread."""
 
     def __init__(self, port: int = 0) -> None:
         """`port` 0 lets the OS pick; the `make run` demo asks for AAD_AUTHORITY_HOST's port."""
+        super().__init__(port)
         self._lock = threading.Lock()
         self.current_key = SigningKey.generate()
         self._published: list[SigningKey] = [self.current_key]
         self.key_fetches = 0
         self.keys_available = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="entra-issuer", daemon=True
-        )
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> EntraIssuer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> EntraIssuer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def authority_host(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
 
     # -- keys --------------------------------------------------------------------------------
     def jwks(self) -> dict[str, Any]:
@@ -142,6 +116,23 @@ class EntraIssuer:
     def _count_key_fetch(self) -> None:
         with self._lock:
             self.key_fetches += 1
+
+    # -- server ------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self._get)
+        return app
+
+    async def _get(self, request: web.Request) -> web.Response:
+        match = _PATH.match(request.rel_url.raw_path)
+        if match is None:
+            return web.json_response({"error": "not_found"}, status=404)
+        if match["oidc"]:
+            return web.json_response(_openid_configuration(self, match["tenant"]))
+        self._count_key_fetch()
+        if not self.keys_available:
+            return web.json_response({"error": "temporarily_unavailable"}, status=503)
+        return web.json_response(self.jwks())
 
     # -- tokens ------------------------------------------------------------------------------
     def v2_issuer(self, tenant_id: str = TENANT_ID) -> str:
@@ -252,35 +243,6 @@ def _apply(claims: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         else:
             claims[name] = value
     return claims
-
-
-def _handler_for(issuer: EntraIssuer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            match = _PATH.match(self.path.split("?", 1)[0])
-            if match is None:
-                self._send(404, {"error": "not_found"})
-            elif match["oidc"]:
-                self._send(200, _openid_configuration(issuer, match["tenant"]))
-            elif not issuer.keys_available:
-                issuer._count_key_fetch()
-                self._send(503, {"error": "temporarily_unavailable"})
-            else:
-                issuer._count_key_fetch()
-                self._send(200, issuer.jwks())
-
-        def _send(self, status: int, body: object) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: tests assert on responses, not on the server's log."""
-
-    return Handler
 
 
 def _openid_configuration(issuer: EntraIssuer, tenant: str) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from tests.fakes.identity import FakeManagedIdentity, LoopbackServer
+from tests.fakes.identity import FakeManagedIdentity
+from tests.support.loopback import LoopbackServer
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 USER_PROPERTIES: Final = (

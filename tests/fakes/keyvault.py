@@ -29,7 +29,6 @@ import binascii
 import contextlib
 import ipaddress
 import secrets
-import socket
 import ssl
 import threading
 import time
@@ -46,7 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from tests.fakes.identity import HOST, FakeManagedIdentity, LoopbackServer
+from tests.fakes.identity import FakeManagedIdentity
+from tests.support.loopback import HOST, LoopbackServer
 from tests.support.settings import TENANT_ID
 
 RESOURCE: Final = "https://vault.azure.net"
@@ -165,14 +165,11 @@ class FakeKeyVault(LoopbackServer):
         key_file.unlink()  # loaded; the server's TLS key need not stay on disk
         return context
 
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._tls
+
     async def _start_site(self) -> None:
-        app = self.build_app()
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((HOST, 0))  # bound here, so the port is known before anyone can take it
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock, ssl_context=self._tls).start()
+        await super()._start_site()
         self._proxy = await asyncio.start_server(self._tunnel, HOST, 0)
         self.proxy_port = int(self._proxy.sockets[0].getsockname()[1])
 
