@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from devhost.azurite import ACCOUNT_KEY, Azurite, AzuriteTls, running_azurite
 from shared.errors import SettingError
@@ -27,6 +22,7 @@ from shared.storage import DEVELOPMENT_CONNECTION_STRING, SETTING, Storage, Stor
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
+from tests.support.tls import self_signed_certificate
 
 KEY_CONNECTION = (
     "DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey=a2V5;"
@@ -171,40 +167,15 @@ class JwtManagedIdentity(FakeManagedIdentity):
         return jwt.encode(claims, self._signing_key, algorithm="RS256")
 
 
-def self_signed_certificate(folder: Path) -> AzuriteTls:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "azurite.pem", folder / "azurite.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return AzuriteTls(cert=cert_path, key=key_path, oauth=True)
+def oauth_azurite_tls(folder: Path) -> AzuriteTls:
+    """https with a throw-away certificate, and OAuth bearer tokens accepted."""
+    certificate = self_signed_certificate(folder)
+    return AzuriteTls(cert=certificate.cert, key=certificate.key, oauth=True)
 
 
 def test_identity_based_storage_through_the_host(tmp_path: Path) -> None:
     """The product's health check reaches Azurite with managed-identity tokens only."""
-    tls = self_signed_certificate(tmp_path)
+    tls = oauth_azurite_tls(tmp_path)
     with running_azurite(tls=tls) as azurite, JwtManagedIdentity() as identity:
         env = product_env(
             "",  # no connection string: identity-based settings below
@@ -224,7 +195,7 @@ def test_identity_based_storage_through_the_host(tmp_path: Path) -> None:
 
 def test_azurite_with_oauth_refuses_a_request_without_a_valid_token(tmp_path: Path) -> None:
     """The check above can fail: a token Azurite does not accept makes storage unreachable."""
-    tls = self_signed_certificate(tmp_path)
+    tls = oauth_azurite_tls(tmp_path)
     with running_azurite(tls=tls) as azurite, FakeManagedIdentity() as opaque_tokens:
         env = product_env(
             "",

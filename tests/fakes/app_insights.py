@@ -8,9 +8,7 @@ and the envelopes it carried.
 
 from __future__ import annotations
 
-import datetime
 import gzip
-import ipaddress
 import json
 import ssl
 import tempfile
@@ -19,12 +17,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.support.loopback import HOST, LoopbackServer
+from tests.support.tls import self_signed_certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +38,8 @@ class FakeIngestion(LoopbackServer):
         super().__init__()
         self.requests: list[TrackRequest] = []
         self._folder = tempfile.TemporaryDirectory(prefix="fake-ingestion-")
-        self.ca_file, self._key_file = _self_signed_certificate(Path(self._folder.name))
+        self._certificate = self_signed_certificate(Path(self._folder.name))
+        self.ca_file = str(self._certificate.cert)
 
     def connection_string(self, instrumentation_key: str) -> str:
         return (
@@ -73,9 +69,7 @@ class FakeIngestion(LoopbackServer):
         return app
 
     def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.ca_file, self._key_file)
-        return context
+        return self._certificate.server_context()
 
     async def _track(self, request: web.Request) -> web.Response:
         if request.path.replace("//", "/") != self.PATH:
@@ -89,34 +83,3 @@ class FakeIngestion(LoopbackServer):
         self.requests.append(TrackRequest(request.headers.get("Authorization"), body, envelopes))
         count = len(envelopes)
         return web.json_response({"itemsReceived": count, "itemsAccepted": count, "errors": []})
-
-
-def _self_signed_certificate(folder: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "ingestion.crt", folder / "ingestion.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)

@@ -27,27 +27,24 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import ipaddress
 import secrets
 import ssl
 import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509.oid import NameOID
 
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.loopback import HOST, LoopbackServer
 from tests.support.settings import TENANT_ID
+from tests.support.tls import self_signed_certificate
 
 RESOURCE: Final = "https://vault.azure.net"
 AUTHORITY: Final = "https://login.microsoftonline.com"
@@ -80,8 +77,10 @@ class FakeKeyVault(LoopbackServer):
         self.identity = identity
         self.tenant_id = tenant_id
         self.host = f"cmboot-test-{secrets.token_hex(4)}.vault.azure.net"
-        self.certificate_file = folder / f"{self.host}.pem"
-        self._tls = self._make_tls_context(self.certificate_file)
+        certificate = self_signed_certificate(folder, self.host, dns_names=[self.host])
+        self.certificate_file = certificate.cert
+        self._tls = certificate.server_context()
+        certificate.key.unlink()  # loaded; the server's TLS key need not stay on disk
         self._keys: dict[str, dict[str, rsa.RSAPrivateKey]] = {}  # name -> version -> key
         self._latest: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -130,41 +129,6 @@ class FakeKeyVault(LoopbackServer):
             self._throttle_signs = count
 
     # -- server --------------------------------------------------------------------------------
-    def _make_tls_context(self, certificate_file: Path) -> ssl.SSLContext:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.host)])
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(self.host), x509.IPAddress(ipaddress.ip_address(HOST))]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        key_file = certificate_file.with_suffix(".key")
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certificate_file, key_file)
-        key_file.unlink()  # loaded; the server's TLS key need not stay on disk
-        return context
-
     def ssl_context(self) -> ssl.SSLContext:
         return self._tls
 
