@@ -25,9 +25,10 @@ from devhost.azurite import running_azurite
 from shared.discovery import DiscoveryConfig, FullStrategy, run_discovery
 from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
 from shared.names import AAD_USERS
-from shared.storage import Storage, StorageConfig
+from shared.storage import Storage
 from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeManagedIdentity
+from tests.support.storage import storage_on
 
 DELTA_CHANGES = 10
 
@@ -96,8 +97,7 @@ async def main(users: int) -> None:
         FakeGraph(identity, users=users, label="Bench", seed="bench") as graph,
     ):
         os.environ.update(identity.environment())
-        storage = Storage(StorageConfig(connection_string=azurite.connection_string))
-        try:
+        async with storage_on(azurite) as storage:
             await storage.table(AAD_USERS)
             ceiling_before = await ceiling(storage, graph)
             baseline = psutil.Process().memory_info().rss
@@ -119,8 +119,6 @@ async def main(users: int) -> None:
             _, scratch_seconds, scratch_requests = await full_run(
                 storage, graph, "delta-from-scratch"
             )
-        finally:
-            await storage.close()
     print(f"full discovery, {users} users (latest-then-list): {elapsed:.1f} s, {rate:.0f} users/s")
     print(
         f"raw Azurite batch-upsert ceiling, same entities: {ceiling_rate:.0f} users/s "

@@ -28,10 +28,11 @@ from devhost.azurite import running_azurite
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.reports import parse_report
 from shared.reports._entities import history_entity, latest_properties
-from shared.storage import Storage, StorageConfig
+from shared.storage import Storage
 from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
+from tests.support.storage import storage_on
 
 PIPELINE_ROUND_TRIPS = 7
 
@@ -120,8 +121,7 @@ async def pipeline(
 async def main_async(args: argparse.Namespace) -> None:
     bodies = make_reports(args.reports, args.devices)
     with EntraIssuer() as issuer, running_azurite() as azurite:
-        storage = Storage(StorageConfig(connection_string=azurite.connection_string))
-        try:
+        async with storage_on(azurite) as storage:
             env = product_env(azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host)
             roof = await ceiling(
                 storage, make_reports(args.reports, args.devices), args.concurrency
@@ -131,8 +131,6 @@ async def main_async(args: argparse.Namespace) -> None:
                 await pipeline(storage, host, issuer, make_reports(8, 8), 4)
                 await _reset_counts(storage)
                 measured = await pipeline(storage, host, issuer, bodies, args.concurrency)
-        finally:
-            await storage.close()
     print(f"ceiling  (2 Azurite upserts per report, {args.concurrency} in flight): {roof:7.1f}/s")
     print(f"pipeline (POST -> queue -> record_status -> rows):      {measured:7.1f}/s")
     print(f"ratio pipeline/ceiling: {measured / roof:.2f} (goal >= 0.7)")

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from devhost.azurite import Azurite, running_azurite
-from shared.storage import Storage, StorageConfig
+from shared.storage import Storage
+from tests.support.storage import storage_on
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,5 @@ def azurite() -> Iterator[Azurite]:
 @pytest.fixture(scope="session")
 async def storage(azurite: Azurite) -> AsyncIterator[Storage]:
     """Async Table and Queue clients on the session's Azurite (the product's own `Storage`)."""
-    instance = Storage(StorageConfig(connection_string=azurite.connection_string))
-    yield instance
-    await instance.close()
+    async with storage_on(azurite) as instance:
+        yield instance

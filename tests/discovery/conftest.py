@@ -14,9 +14,10 @@ import pytest
 from devhost.azurite import Azurite, running_azurite
 from shared.discovery import DiscoveryConfig
 from shared.names import AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
-from shared.storage import Storage, StorageConfig
+from shared.storage import Storage
 from tests.fakes.graph import FakeGraph, expected_rows
 from tests.fakes.identity import FakeManagedIdentity
+from tests.support.storage import storage_on
 
 # Columns the product adds to Graph's; everything else must equal the directory.
 BOOKKEEPING = {"PartitionKey", "RowKey", "lastDiscoveredAt", "lastSeenRunId"}
@@ -31,9 +32,8 @@ def own_azurite() -> Iterator[Azurite]:
 
 @pytest.fixture(scope="module")
 async def own_storage(own_azurite: Azurite) -> AsyncIterator[Storage]:
-    storage = Storage(StorageConfig(connection_string=own_azurite.connection_string))
-    yield storage
-    await storage.close()
+    async with storage_on(own_azurite) as storage:
+        yield storage
 
 
 @pytest.fixture(scope="session")

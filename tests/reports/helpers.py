@@ -18,10 +18,11 @@ from typing import Any
 
 from devhost.azurite import Azurite, running_azurite
 from shared.names import DEVICE_STATUS_QUEUE
-from shared.storage import Storage, StorageConfig
+from shared.storage import Storage
 from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
+from tests.support.storage import storage_on
 
 
 @dataclass
@@ -57,16 +58,15 @@ async def service_on_own_azurite(
         env = product_env(
             azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host, **overrides
         )
-        storage = Storage(StorageConfig(connection_string=azurite.connection_string))
-        service = Service(azurite, storage, issuer, env)
-        try:
-            if start:
-                service.start_host()
-            yield service
-        finally:
-            if service.host is not None:
-                service.host.stop()
-            await storage.close()
+        async with storage_on(azurite) as storage:
+            service = Service(azurite, storage, issuer, env)
+            try:
+                if start:
+                    service.start_host()
+                yield service
+            finally:
+                if service.host is not None:
+                    service.host.stop()
 
 
 def report(
