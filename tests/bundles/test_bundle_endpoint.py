@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from devhost.azurite import Azurite, running_azurite
-from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
-from shared.storage import Storage, StorageConfig
+from devhost.azurite import Azurite
+from shared.names import BLOCKED_DEVICES
+from tests.bundles.helpers import BundleService, verify_with_jwks
 from tests.bundles.windows_argv import split_windows_command_line
 from tests.fakes.entra import EntraIssuer, SigningKey
 from tests.support.devhost import REPO_ROOT, DevHostProcess
@@ -41,6 +40,7 @@ from tests.support.settings import (
     TENANT_NAME,
     product_env,
 )
+from tests.support.storage import storage_on
 
 SOURCE = "C:\\CM Client\\"
 MANAGEMENT_POINT = "https://mp.contoso.com"
@@ -54,40 +54,6 @@ EXPECTED_PROPERTIES = {
     "AADRESOURCEURI": RESOURCE_URI,
 }
 INVALID_TOKEN = 'Bearer error="invalid_token"'
-
-
-@dataclass
-class Service:
-    host: DevHostProcess
-    storage: Storage
-    issuer: EntraIssuer
-    http: httpx.AsyncClient
-
-    async def get_bundle(
-        self, device_id: str, token: str | None, nonce: str = "n0nce-abcdef", **headers: str
-    ) -> httpx.Response:
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        params = {"deviceId": device_id, "nonce": nonce}
-        return await self.http.get(self.host.url("/api/bundle"), params=params, headers=headers)
-
-    async def jwks(self) -> dict[str, Any]:
-        response = await self.http.get(self.host.url("/api/jwks"))
-        assert response.status_code == 200
-        document: dict[str, Any] = response.json()
-        return document
-
-    async def audit_rows(self, device_id: str) -> list[dict[str, Any]]:
-        table = await self.storage.table(BUNDLE_ISSUANCE)
-        query = "PartitionKey eq @tenant and sub eq @device"
-        params = {"tenant": TENANT_ID, "device": device_id}
-        return [dict(row) async for row in table.query_entities(query, parameters=params)]
-
-
-@pytest.fixture(scope="module")
-def private_azurite() -> Iterator[Azurite]:
-    with running_azurite() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +82,7 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 async def service(
     private_azurite: Azurite, module_issuer: EntraIssuer, signing_key_file: Path
-) -> AsyncIterator[Service]:
+) -> AsyncIterator[BundleService]:
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=module_issuer.authority_host,
@@ -126,30 +92,20 @@ async def service(
         SMS_MP=MANAGEMENT_POINT,
         BUNDLE_TTL_MINUTES="45",
     )
-    storage = Storage(StorageConfig(connection_string=private_azurite.connection_string))
-    with DevHostProcess(env) as host:
-        async with httpx.AsyncClient(timeout=30) as http:
-            yield Service(host=host, storage=storage, issuer=module_issuer, http=http)
-    await storage.close()
+    async with storage_on(private_azurite) as storage:
+        with DevHostProcess(env) as host:
+            async with httpx.AsyncClient(timeout=30) as http:
+                yield BundleService(host=host, storage=storage, issuer=module_issuer, http=http)
 
 
 def new_device() -> str:
     return str(uuid.uuid4())
 
 
-def verify_with_published_jwks(jws: str, jwks: dict[str, Any]) -> dict[str, Any]:
-    header = jwt.get_unverified_header(jws)
-    jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    claims: dict[str, Any] = jwt.decode(
-        jws, jwt.PyJWK(jwk).key, algorithms=["RS256"], audience="ccmsetup"
-    )
-    return claims
-
-
 # -- the happy path -----------------------------------------------------------------------------
 @pytest.mark.parametrize("version", [1, 2])
 async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
-    service: Service, version: int
+    service: BundleService, version: int
 ):
     device, oid = new_device(), str(uuid.uuid4())
     token = service.issuer.mint_access_token(version=version, oid=oid)
@@ -164,7 +120,7 @@ async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
     assert response.headers["Cache-Control"] == "no-store"
     header = jwt.get_unverified_header(response.text)
     assert header == {"alg": "RS256", "typ": "cmboot-bundle+jwt", "kid": header["kid"]}
-    claims = verify_with_published_jwks(response.text, await service.jwks())
+    claims = verify_with_jwks(response.text, await service.jwks())
     assert claims["iss"] == service.host.base_url
     assert claims["sub"] == device
     assert claims["tid"] == TENANT_ID
@@ -191,7 +147,7 @@ async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
     assert row["expires"] - row["issued"] == timedelta(minutes=45)
 
 
-async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: Service):
+async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: BundleService):
     jwks = await service.jwks()
 
     [key] = jwks["keys"]
@@ -202,7 +158,7 @@ async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: Service):
 
 
 # -- 403: valid tokens that are not allowed -------------------------------------------------------
-async def test_token_of_another_client_app_is_forbidden(service: Service):
+async def test_token_of_another_client_app_is_forbidden(service: BundleService):
     device = new_device()
     for version in (1, 2):
         token = service.issuer.mint_access_token(version=version, client_app_id=str(uuid.uuid4()))
@@ -212,7 +168,7 @@ async def test_token_of_another_client_app_is_forbidden(service: Service):
     assert await service.audit_rows(device) == []
 
 
-async def test_blocked_device_is_forbidden_and_not_audited(service: Service):
+async def test_blocked_device_is_forbidden_and_not_audited(service: BundleService):
     device = new_device()
     blocked = await service.storage.table(BLOCKED_DEVICES)
     await blocked.create_entity(
@@ -238,7 +194,7 @@ async def test_blocked_device_is_forbidden_and_not_audited(service: Service):
     ],
 )
 async def test_bad_parameters_are_400_naming_them(
-    service: Service, device_id: str, nonce: str, named: set[str]
+    service: BundleService, device_id: str, nonce: str, named: set[str]
 ):
     response = await service.get_bundle(device_id, service.issuer.mint_access_token(), nonce)
 
@@ -247,7 +203,7 @@ async def test_bad_parameters_are_400_naming_them(
     assert {error["field"] for error in response.json()["errors"]} == named
 
 
-async def test_no_authorization_header_gets_a_plain_bearer_challenge(service: Service):
+async def test_no_authorization_header_gets_a_plain_bearer_challenge(service: BundleService):
     device = new_device()
     response = await service.get_bundle(device, None)
 
@@ -387,7 +343,7 @@ ATTACKS: dict[str, tuple[Callable[[EntraIssuer], str], str]] = {
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-async def test_bad_token_is_401_invalid_token_and_not_audited(service: Service, attack: str):
+async def test_bad_token_is_401_invalid_token_and_not_audited(service: BundleService, attack: str):
     device = new_device()
     make_token, reason = ATTACKS[attack]
     token = make_token(service.issuer)
@@ -407,7 +363,7 @@ async def test_bad_token_is_401_invalid_token_and_not_audited(service: Service, 
 
 
 # -- key rollover ---------------------------------------------------------------------------------
-async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service: Service):
+async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service: BundleService):
     issuer = service.issuer
     ok = await service.get_bundle(new_device(), issuer.mint_access_token())
     assert ok.status_code == 200
@@ -422,7 +378,7 @@ async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service
 
 
 # -- the reference client -------------------------------------------------------------------------
-def run_client(service: Service, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_client(service: BundleService, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "CMBOOTSTRAP_TOKEN": token}
     return subprocess.run(
         [sys.executable, "client/cmbootstrap_client.py", "--api", service.host.url("/api"), *args],
@@ -436,7 +392,7 @@ def run_client(service: Service, token: str, *args: str) -> subprocess.Completed
 
 
 async def test_reference_client_pins_the_jwks_verifies_and_builds_argv(
-    service: Service, tmp_path: Path
+    service: BundleService, tmp_path: Path
 ):
     device = new_device()
     pinned = tmp_path / "jwks.json"
@@ -461,7 +417,7 @@ async def test_reference_client_pins_the_jwks_verifies_and_builds_argv(
 
 
 async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
-    service: Service, tmp_path: Path
+    service: BundleService, tmp_path: Path
 ):
     other = SigningKey.generate().public_jwk()
     pinned = tmp_path / "jwks.json"

@@ -15,21 +15,21 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devhost.azurite import Azurite, running_azurite
-from shared.names import BUNDLE_ISSUANCE
-from shared.storage import Storage, StorageConfig
+from devhost.azurite import Azurite
+from tests.bundles.helpers import BundleService, verify_with_jwks
 from tests.fakes.entra import EntraIssuer
 from tests.fakes.identity import FakeManagedIdentity
 from tests.fakes.keyvault import RESOURCE, FakeKeyVault
 from tests.support.devhost import DevHostProcess
-from tests.support.settings import TENANT_ID, product_env
+from tests.support.settings import product_env
+from tests.support.storage import storage_on
 
 CURRENT: Final = "bundle-signing"
 NEXT: Final = "bundle-signing-next"
@@ -37,41 +37,11 @@ MANAGED_IDENTITY_TOKEN: Final = re.compile(r"\bmi\.[A-Za-z0-9_=-]{20,}\.[0-9a-f]
 
 
 @dataclass
-class VaultService:
-    host: DevHostProcess
+class VaultService(BundleService):
     vault: FakeKeyVault
     identity: FakeManagedIdentity
-    issuer: EntraIssuer
-    storage: Storage
-    http: httpx.AsyncClient
     current_key_id: str
     next_key_id: str
-
-    async def get_bundle(self, device_id: str) -> httpx.Response:
-        token = self.issuer.mint_access_token()
-        return await self.http.get(
-            self.host.url("/api/bundle"),
-            params={"deviceId": device_id, "nonce": "n0nce-abcdef"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-
-    async def jwks(self) -> dict[str, Any]:
-        response = await self.http.get(self.host.url("/api/jwks"))
-        assert response.status_code == 200, response.text
-        document: dict[str, Any] = response.json()
-        return document
-
-    async def audit_rows(self, device_id: str) -> list[dict[str, Any]]:
-        table = await self.storage.table(BUNDLE_ISSUANCE)
-        query = "PartitionKey eq @tenant and sub eq @device"
-        params = {"tenant": TENANT_ID, "device": device_id}
-        return [dict(row) async for row in table.query_entities(query, parameters=params)]
-
-
-@pytest.fixture(scope="module")
-def private_azurite() -> Iterator[Azurite]:
-    with running_azurite() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +76,19 @@ async def service(
         **identity.environment(),
         **vault.environment(),
     )
-    storage = Storage(StorageConfig(connection_string=private_azurite.connection_string))
-    with DevHostProcess(env) as host:
-        async with httpx.AsyncClient(timeout=60) as http:
-            yield VaultService(
-                host, vault, identity, entra_issuer, storage, http, current_key_id, next_key_id
-            )
-    await storage.close()
+    async with storage_on(private_azurite) as storage:
+        with DevHostProcess(env) as host:
+            async with httpx.AsyncClient(timeout=60) as http:
+                yield VaultService(
+                    host=host,
+                    storage=storage,
+                    issuer=entra_issuer,
+                    http=http,
+                    vault=vault,
+                    identity=identity,
+                    current_key_id=current_key_id,
+                    next_key_id=next_key_id,
+                )
 
 
 def thumbprint(key: rsa.RSAPublicKey) -> str:
@@ -128,19 +104,10 @@ def thumbprint(key: rsa.RSAPublicKey) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
 
 
-def verify_with_jwks(jws: str, jwks: dict[str, Any]) -> dict[str, Any]:
-    kid = jwt.get_unverified_header(jws)["kid"]
-    [jwk] = [key for key in jwks["keys"] if key["kid"] == kid]
-    claims: dict[str, Any] = jwt.decode(
-        jws, jwt.PyJWK(jwk).key, algorithms=["RS256"], audience="ccmsetup"
-    )
-    return claims
-
-
 async def test_a_bundle_signed_in_the_vault_verifies_with_the_jwks_alone(service: VaultService):
     device = str(uuid.uuid4())
 
-    response = await service.get_bundle(device)
+    response = await service.get_bundle(device, service.issuer.mint_access_token())
 
     assert response.status_code == 200, response.text
     claims = verify_with_jwks(response.text, await service.jwks())
@@ -160,7 +127,10 @@ async def test_every_bundle_is_signed_by_the_vault_and_the_key_is_read_once(
 ):
     signed_before = service.vault.signatures[CURRENT]
 
-    responses = [await service.get_bundle(str(uuid.uuid4())) for _ in range(3)]
+    responses = [
+        await service.get_bundle(str(uuid.uuid4()), service.issuer.mint_access_token())
+        for _ in range(3)
+    ]
 
     assert [r.status_code for r in responses] == [200, 200, 200]
     # One vault signature per bundle: the app never had the private key to sign by itself.
@@ -193,7 +163,7 @@ async def test_a_key_version_created_later_is_not_used_until_restart(service: Va
     """The app pinned the version it read, so what it signs with is what /api/jwks publishes."""
     service.vault.create_key(CURRENT)  # now the vault's latest version of the key
 
-    response = await service.get_bundle(str(uuid.uuid4()))
+    response = await service.get_bundle(str(uuid.uuid4()), service.issuer.mint_access_token())
 
     assert response.status_code == 200, response.text
     kid = thumbprint(service.vault.public_key(service.current_key_id))
@@ -205,7 +175,7 @@ async def test_a_throttled_sign_is_retried_after_retry_after(service: VaultServi
     throttled_before = service.vault.throttled
     service.vault.throttle_next_signs(1)
 
-    response = await service.get_bundle(str(uuid.uuid4()))
+    response = await service.get_bundle(str(uuid.uuid4()), service.issuer.mint_access_token())
 
     assert response.status_code == 200, response.text
     assert service.vault.throttled - throttled_before == 1
@@ -218,7 +188,7 @@ async def test_a_vault_outage_is_503_with_retry_after_and_nothing_audited(
     device = str(uuid.uuid4())
     service.vault.unavailable = True
     try:
-        response = await service.get_bundle(device)
+        response = await service.get_bundle(device, service.issuer.mint_access_token())
     finally:
         service.vault.unavailable = False
 
@@ -232,7 +202,7 @@ async def test_a_vault_outage_is_503_with_retry_after_and_nothing_audited(
     assert await service.audit_rows(device) == []
     assert "Key Vault: signing a bundle failed" in service.host.output()
     # The vault is back: the same device gets its bundle, audited once.
-    again = await service.get_bundle(device)
+    again = await service.get_bundle(device, service.issuer.mint_access_token())
     assert again.status_code == 200, again.text
     assert len(await service.audit_rows(device)) == 1
 
