@@ -25,10 +25,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
 from devhost.azurite import Azurite, running_azurite
-from tests.support.devhost import REPO_ROOT, DevHostProcess
-
-APP = REPO_ROOT / "tests" / "devhost_app"
-NEVER = "0 0 0 1 1 *"
+from tests.support.devhost import DevHostProcess
+from tests.support.devhost_app import APP, app_env
 
 
 async def requests_per_second(url: str, total: int, concurrency: int) -> float:
@@ -94,18 +92,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--messages", type=int, default=400)
     args = parser.parse_args()
-    suffix = uuid.uuid4().hex[:8]
     with running_azurite() as azurite:
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "RECORD_TABLE": f"bench{suffix}",
-            "TICK_SCHEDULE": NEVER,
-            "OVERRUN_SCHEDULE": NEVER,
-            "RELAY_IN_QUEUE": f"relay-in-{suffix}",
-            "RELAY_OUT_QUEUE": f"relay-out-{suffix}",
-            "DOOMED_QUEUE": f"doomed-{suffix}",
-            "SLOW_QUEUE": f"slow-{suffix}",
-        }
+        env = app_env(azurite)
         # The input queue is filled before the host starts; the clock starts when it is ready.
         asyncio.run(fill_queue(azurite, env["RELAY_IN_QUEUE"], args.messages))
         with DevHostProcess(env, script_root=APP) as host:

@@ -28,27 +28,9 @@ from azure.storage.queue import QueueClient
 
 from devhost.azurite import Azurite
 from tests.support.devhost import REPO_ROOT, DevHostProcess
+from tests.support.devhost_app import APP, app_env
 
-APP = REPO_ROOT / "tests" / "devhost_app"
-NEVER = "0 0 0 1 1 *"
 T = TypeVar("T")
-
-
-def app_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
-    """Settings for the test app with fresh queue and table names."""
-    suffix = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "RECORD_TABLE": f"rec{suffix}",
-        "TICK_SCHEDULE": NEVER,
-        "OVERRUN_SCHEDULE": NEVER,
-        "RELAY_IN_QUEUE": f"relay-in-{suffix}",
-        "RELAY_OUT_QUEUE": f"relay-out-{suffix}",
-        "DOOMED_QUEUE": f"doomed-{suffix}",
-        "SLOW_QUEUE": f"slow-{suffix}",
-    }
-    env.update(overrides)
-    return env
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "") -> T:
