@@ -4,8 +4,9 @@ host, and the admin runs view. Each test has its own Azurite (module), because t
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,22 +72,38 @@ class Hosted:
         return runs if len(runs) == count and len(done) == count else None
 
 
-def hosted_env(
-    azurite: Azurite, identity: FakeManagedIdentity, graph: FakeGraph, tenant: str, **extra: str
-) -> dict[str, str]:
-    return product_env(
-        azurite.connection_string,
-        AAD_TENANT_ID=tenant,
-        GRAPH_BASE_URL=graph.graph_base_url,
-        **identity.environment(),
-        **extra,
-    )
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as client:
         yield client
+
+
+HostedFactory = Callable[..., contextlib.AbstractContextManager[Hosted]]
+
+
+@pytest.fixture
+def hosting(
+    own_azurite: Azurite,
+    own_storage: Storage,
+    identity: FakeManagedIdentity,
+    http: httpx.AsyncClient,
+    tenant: str,
+) -> HostedFactory:
+    """`hosting(users, **settings)`: a fresh tenant's Graph of `users` and the host's settings."""
+
+    @contextlib.contextmanager
+    def hosted(users: int, **extra: str) -> Iterator[Hosted]:
+        with make_graph(identity, users) as graph:
+            env = product_env(
+                own_azurite.connection_string,
+                AAD_TENANT_ID=tenant,
+                GRAPH_BASE_URL=graph.graph_base_url,
+                **identity.environment(),
+                **extra,
+            )
+            yield Hosted(tenant, graph, own_storage, env, http)
+
+    return hosted
 
 
 def graph_notification(tenant: str, user_id: str) -> dict[str, Any]:
@@ -129,19 +146,15 @@ def custom_event(event_type: str, data: Any) -> dict[str, Any]:
 
 
 async def test_timer_event_grid_and_admin_runs_view(
-    own_azurite: Azurite,
+    hosting: HostedFactory,
     own_storage: Storage,
-    identity: FakeManagedIdentity,
     issuer: EntraIssuer,
     http: httpx.AsyncClient,
+    tenant: str,
 ) -> None:
-    tenant = str(uuid.uuid4())
-    with make_graph(identity, 1500) as graph:
-        env = hosted_env(
-            own_azurite, identity, graph, tenant, AAD_AUTHORITY_HOST=issuer.authority_host
-        )
-        hosted = Hosted(tenant, graph, own_storage, env, http)
-        with DevHostProcess(env) as host:
+    with hosting(1500, AAD_AUTHORITY_HOST=issuer.authority_host) as hosted:
+        graph = hosted.graph
+        with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             await wait_until(
                 lambda: hosted.newest_run(mode="full", trigger="timer", status="succeeded"),
@@ -224,17 +237,12 @@ async def check_runs_view(
 
 
 async def test_time_budget_continues_through_the_queue(
-    own_azurite: Azurite,
-    own_storage: Storage,
-    identity: FakeManagedIdentity,
-    http: httpx.AsyncClient,
+    hosting: HostedFactory, own_storage: Storage, tenant: str
 ) -> None:
-    tenant = str(uuid.uuid4())
-    with make_graph(identity, 4000) as graph:
+    with hosting(4000, DISCOVERY_TIME_BUDGET_SECONDS="5") as hosted:
+        graph = hosted.graph
         graph.slow_next(1.5, times=5, on="list")  # five pages of 999, 1.5 s each
-        env = hosted_env(own_azurite, identity, graph, tenant, DISCOVERY_TIME_BUDGET_SECONDS="5")
-        hosted = Hosted(tenant, graph, own_storage, env, http)
-        with DevHostProcess(env) as host:
+        with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             run = await wait_until(
                 lambda: hosted.newest_run(status="succeeded"), 60, "the run finishes"
@@ -251,16 +259,11 @@ async def test_time_budget_continues_through_the_queue(
 
 
 async def test_killed_host_run_is_resumed_by_the_next_trigger(
-    own_azurite: Azurite,
-    own_storage: Storage,
-    identity: FakeManagedIdentity,
-    http: httpx.AsyncClient,
+    hosting: HostedFactory, own_storage: Storage, tenant: str
 ) -> None:
-    tenant = str(uuid.uuid4())
-    with make_graph(identity, 3000) as graph:
+    with hosting(3000, DISCOVERY_LEASE_SECONDS="5") as hosted:
+        graph = hosted.graph
         graph.slow_next(1.5, times=4, on="list")
-        env = hosted_env(own_azurite, identity, graph, tenant, DISCOVERY_LEASE_SECONDS="5")
-        hosted = Hosted(tenant, graph, own_storage, env, http)
 
         async def one_page_written() -> dict[str, Any] | None:
             try:
@@ -273,7 +276,7 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
             runs = await run_rows(own_storage, tenant)
             return next((r for r in runs if r["status"] == "skipped"), None)
 
-        with DevHostProcess(env) as host:
+        with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             state = await wait_until(one_page_written, 30, "a page is checkpointed")
             # An overlapping trigger coalesces: recorded as skipped, the run goes on.
@@ -291,7 +294,7 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
             return bool(state["leaseExpiresAt"] < datetime.now(UTC))
 
         await wait_until(lease_expired, 15, "the dead host's lease expires")
-        with DevHostProcess(env) as host:
+        with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_delta")
             runs = await wait_until(
                 lambda: hosted.runs_settled(2), 60, "the run is resumed and finishes"
