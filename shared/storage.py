@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,17 @@ _QUEUE_OPTIONS: Final[dict[str, Any]] = {
     "increment_base": 1,
     "random_jitter_range": 0.5,
 }
+
+
+def _environment_options() -> dict[str, Any]:
+    """Skip aiohttp's per-request environment lookups unless the environment names a proxy.
+
+    With `use_env_settings` (the default) aiohttp looks for HTTP(S)_PROXY and ~/.netrc in a worker
+    thread on every request: about 0.4 ms of CPU per table call. Without a proxy there is nothing
+    to find (and netrc credentials could only clash with the storage Authorization header).
+    """
+    proxies = urllib.request.getproxies()
+    return {} if {"http", "https"} & proxies.keys() else {"use_env_settings": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,22 +136,24 @@ class Storage:
 
     def __init__(self, config: StorageConfig) -> None:
         self._credential: AsyncTokenCredential | None = None
+        table_options = {**_CLIENT_OPTIONS, **_environment_options()}
+        queue_options = {**_QUEUE_OPTIONS, **_environment_options()}
         if config.connection_string:
             self.tables = TableServiceClient.from_connection_string(
-                config.connection_string, **_CLIENT_OPTIONS
+                config.connection_string, **table_options
             )
             self.queues = QueueServiceClient.from_connection_string(
-                config.connection_string, **_QUEUE_OPTIONS
+                config.connection_string, **queue_options
             )
         else:
             assert config.table_endpoint
             assert config.queue_endpoint
             self._credential = _credential(config)
             self.tables = TableServiceClient(
-                config.table_endpoint, credential=self._credential, **_CLIENT_OPTIONS
+                config.table_endpoint, credential=self._credential, **table_options
             )
             self.queues = QueueServiceClient(
-                config.queue_endpoint, credential=self._credential, **_QUEUE_OPTIONS
+                config.queue_endpoint, credential=self._credential, **queue_options
             )
         # Clients are kept: building one per call costs more CPU than a table request.
         self._tables: dict[str, TableClient] = {}
