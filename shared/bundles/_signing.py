@@ -24,7 +24,7 @@ import logging
 import os
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,10 +53,11 @@ class PublicKey:
     """A published bundle-signing key: the JWK devices pin, named by its RFC 7638 thumbprint."""
 
     key: rsa.RSAPublicKey
+    # Every bundle's header and audit row name the key: computed once, not per bundle.
+    kid: str = field(init=False)
 
-    @property
-    def kid(self) -> str:
-        return rfc7638_thumbprint(self.key)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kid", rfc7638_thumbprint(self.key))
 
     def jwk(self) -> dict[str, str]:
         numbers = self.key.public_numbers()
