@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import urllib.request
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,6 +32,7 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from shared.errors import SettingError, StorageUnavailable
+from shared.per_loop import PerLoop
 
 SETTING: Final = "AzureWebJobsStorage"
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -223,16 +223,9 @@ async def translate_errors() -> AsyncIterator[None]:
         raise
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = (
-    weakref.WeakKeyDictionary()
-)
+_storage: PerLoop[Storage] = PerLoop(lambda: Storage(StorageConfig.from_env(os.environ)))
 
 
 def get_storage() -> Storage:
     """The storage of this process's event loop, built from the environment on first use."""
-    loop = asyncio.get_running_loop()
-    storage = _by_loop.get(loop)
-    if storage is None:
-        storage = Storage(StorageConfig.from_env(os.environ))
-        _by_loop[loop] = storage
-    return storage
+    return _storage.get()

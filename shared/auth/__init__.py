@@ -10,9 +10,6 @@ A key-endpoint outage is 503, never 401.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-
 import azure.functions as func
 
 from shared.auth._keys import TenantKeyCache, parse_jwks
@@ -24,6 +21,7 @@ from shared.auth._validate import (
     TokenValidator,
 )
 from shared.errors import Forbidden
+from shared.per_loop import PerLoop
 from shared.settings import get_settings
 
 __all__ = [
@@ -41,19 +39,12 @@ __all__ = [
 ]
 
 # One validator (and key cache) per event loop, like the storage clients.
-_validators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenValidator] = (
-    weakref.WeakKeyDictionary()
-)
+_validators: PerLoop[TokenValidator] = PerLoop(lambda: TokenValidator.from_settings(get_settings()))
 
 
 def default_validator() -> TokenValidator:
     """The process's validator for the configured tenant, built on first use."""
-    loop = asyncio.get_running_loop()
-    validator = _validators.get(loop)
-    if validator is None:
-        validator = TokenValidator.from_settings(get_settings())
-        _validators[loop] = validator
-    return validator
+    return _validators.get()
 
 
 async def authenticate(req: func.HttpRequest) -> Caller:

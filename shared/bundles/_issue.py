@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import json
@@ -10,7 +9,6 @@ import logging
 import re
 import time
 import uuid
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from shared.bundles._signing import SigningKey, b64url, get_signing_keys
 from shared.errors import BadRequest, Forbidden
 from shared.ids import parse_guid
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
+from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 from shared.storage import get_storage, translate_errors
 
@@ -226,14 +225,8 @@ async def _insert_all(entities: list[dict[str, Any]]) -> list[None]:
     return [None] * len(entities)
 
 
-_ledgers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ledger] = (
-    weakref.WeakKeyDictionary()
-)
+_ledgers: PerLoop[_Ledger] = PerLoop(_Ledger)
 
 
 def _ledger() -> _Ledger:
-    loop = asyncio.get_running_loop()
-    ledger = _ledgers.get(loop)
-    if ledger is None:
-        ledger = _ledgers[loop] = _Ledger()
-    return ledger
+    return _ledgers.get()

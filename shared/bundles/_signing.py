@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shared.errors import ServiceUnavailable, SettingError
+from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
 _log = logging.getLogger(__name__)
@@ -260,16 +260,15 @@ async def _load_signing_keys(
 
 
 # One set per event loop: Key Vault's async clients belong to the loop that made them.
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[SigningKeys]] = (
-    weakref.WeakKeyDictionary()
+_loads: PerLoop[asyncio.Task[SigningKeys]] = PerLoop(
+    lambda: asyncio.get_running_loop().create_task(load_signing_keys(get_settings()))
 )
 
 
 async def get_signing_keys() -> SigningKeys:
     """The process's signing keys, loaded once per loop (concurrent first callers share it)."""
-    loop = asyncio.get_running_loop()
-    task = _by_loop.get(loop)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-        task = loop.create_task(load_signing_keys(get_settings()))
-        _by_loop[loop] = task
+    task = _loads.get()
+    if task.done() and (task.cancelled() or task.exception() is not None):
+        _loads.discard()  # a failed load (vault down) is retried, not cached
+        task = _loads.get()
     return await asyncio.shield(task)
