@@ -10,7 +10,10 @@
          RS256 signature, aud ccmsetup, sub = this device, nonce = the one sent, nbf/exp;
       4. build ccmsetup's arguments from ccmsetup.switches and ccmsetup.properties (never from
          commandLine), each value checked again, and run ccmsetup.exe;
-      5. POST a status report to <api>/reports (if Dsregcmd.ps1 is beside this script).
+      5. POST status reports to <api>/reports (if Dsregcmd.ps1 is beside this script):
+         bundle-received before ccmsetup runs; then installed (with the client version, once the
+         ConfigMgr client answers in WMI), installing (ccmsetup is still working, or exit code 7:
+         a restart is required) or failed.
 
     Pinning: the first time, or after the service announced a key rotation, run with
     -RefreshJwks to download <api>/jwks into -JwksPath over HTTPS. Check the file (or ship it
@@ -35,7 +38,9 @@ param(
     [string] $DeviceId,
     [switch] $RefreshJwks,
     [string] $CcmsetupPath = (Join-Path $PSScriptRoot 'ccmsetup.exe'),
-    [switch] $NoRun
+    [switch] $NoRun,
+    # ccmsetup.exe hands the install to its service and exits; wait this long for the client.
+    [int] $InstallWaitMinutes = 30
 )
 
 Set-StrictMode -Version 2.0
@@ -114,6 +119,35 @@ function Get-CcmsetupArguments($Claims) {
     return $arguments.ToArray()
 }
 
+function Send-StatusReport([string] $Stage, $ExitCode, $ClientVersion) {
+    if (-not $status) { return }
+    $report = @{
+        reportId         = [guid]::NewGuid().ToString()
+        deviceId         = $DeviceId
+        tenantId         = $claims.tid
+        hostname         = $env:COMPUTERNAME
+        stage            = $Stage
+        azureAdJoined    = [bool] $status['AzureAdJoined']
+        domainJoined     = [bool] $status['DomainJoined']
+        ccmsetupExitCode = $ExitCode
+        clientVersion    = $ClientVersion
+        siteCode         = $claims.ccmsetup.properties.SMSSiteCode
+        reportedAt       = [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [Globalization.CultureInfo]::InvariantCulture)
+        dsregcmd         = $status['Values']  # indexer: .Values is the Hashtable's own property
+    }
+    $client = New-WebClient $AccessToken
+    $client.Headers.Add('Content-Type', 'application/json')
+    $null = $client.UploadString("$ApiBaseUrl/reports", 'POST', ($report | ConvertTo-Json -Depth 4 -Compress))
+    Write-Output "status reported: $Stage"
+}
+
+function Get-ClientVersion {
+    # The installed client answers in root\ccm; before that the namespace does not exist.
+    $client = Get-WmiObject -Namespace 'root\ccm' -Class 'SMS_Client' -ErrorAction SilentlyContinue
+    if ($client) { return [string] $client.ClientVersion }
+    return $null
+}
+
 # --- main -----------------------------------------------------------------------------------
 $dsregcmdScript = Join-Path $PSScriptRoot 'Dsregcmd.ps1'
 $status = $null
@@ -143,6 +177,8 @@ $arguments = Get-CcmsetupArguments $claims
 Write-Output ("ccmsetup.exe " + ($arguments -join ' '))
 if ($NoRun) { return }
 
+Send-StatusReport 'bundle-received' $null $null
+
 # Start-Process joins -ArgumentList with spaces, hence the quoting above. -Wait would also wait
 # for ccmsetup's children; WaitForExit waits for ccmsetup.exe only. Reading Handle first keeps
 # ExitCode available after the process ends (a known Windows PowerShell quirk).
@@ -152,26 +188,19 @@ $process.WaitForExit()
 $exitCode = $process.ExitCode
 Write-Output "ccmsetup.exe exited with $exitCode"
 
-if ($status) {
-    $stage = 'failed'
-    if ($exitCode -eq 0) { $stage = 'installed' }
-    $report = @{
-        reportId         = [guid]::NewGuid().ToString()
-        deviceId         = $DeviceId
-        tenantId         = $claims.tid
-        hostname         = $env:COMPUTERNAME
-        stage            = $stage
-        azureAdJoined    = [bool] $status['AzureAdJoined']
-        domainJoined     = [bool] $status['DomainJoined']
-        ccmsetupExitCode = $exitCode
-        clientVersion    = $null
-        siteCode         = $claims.ccmsetup.properties.SMSSiteCode
-        reportedAt       = [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [Globalization.CultureInfo]::InvariantCulture)
-        dsregcmd         = $status['Values']  # indexer: .Values is the Hashtable's own property
+# 0: ccmsetup started its service, which downloads and installs the client (see ccmsetup.log);
+# 7: a restart is required first; anything else: ccmsetup failed.
+$stage = 'failed'
+$clientVersion = $null
+if ($exitCode -eq 7) { $stage = 'installing' }
+if ($exitCode -eq 0) {
+    $stage = 'installing'
+    $deadline = [DateTime]::UtcNow.AddMinutes($InstallWaitMinutes)
+    while ([DateTime]::UtcNow -lt $deadline) {
+        $clientVersion = Get-ClientVersion
+        if ($clientVersion) { $stage = 'installed'; break }
+        Start-Sleep -Seconds 30  # polling WMI for the new client; bounded by -InstallWaitMinutes
     }
-    $client = New-WebClient $AccessToken
-    $client.Headers.Add('Content-Type', 'application/json')
-    $null = $client.UploadString("$ApiBaseUrl/reports", 'POST', ($report | ConvertTo-Json -Depth 4 -Compress))
-    Write-Output "status reported: $stage"
 }
+Send-StatusReport $stage $exitCode $clientVersion
 exit $exitCode
