@@ -16,11 +16,11 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.discovery._state import RunProgress
+from shared.ids import inverted_ticks
 from shared.storage import translate_errors
 
 Status = Literal["running", "succeeded", "failed", "skipped", "continued"]
-_MAX_MILLIS: Final = 10**13 - 1
-RUN_ID_PATTERN: Final = re.compile(r"[0-9]{13}-[0-9a-f]{6}")
+RUN_ID_PATTERN: Final = re.compile(r"[0-9]{19}-[0-9a-f]{6}")
 RUN_COLUMNS: Final = (
     "mode",
     "trigger",
@@ -38,9 +38,8 @@ RUN_COLUMNS: Final = (
 
 
 def new_run_id(now: datetime) -> str:
-    """Inverted milliseconds (newest sorts first) and a random suffix against collisions."""
-    millis = int(now.timestamp() * 1000)
-    return f"{_MAX_MILLIS - millis:013d}-{secrets.token_hex(3)}"
+    """Inverted time (newest sorts first) and a random suffix against collisions."""
+    return f"{inverted_ticks(now)}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.ids import inverted_ticks
 from shared.reports._schema import StatusReport, format_utc
 
-# .NET DateTime.MaxValue.Ticks: the usual Table storage "inverted time" base, so the newest row of
-# a partition sorts first (RowKeys are compared as strings; 19 digits keep them fixed width).
-_MAX_TICKS: Final = 3155378975999999999
-_EPOCH_TICKS: Final = 621355968000000000
 # Report fields copied into both tables, as (JSON name, property name).
 _LATEST_FIELDS: Final = (
     ("reportId", "reportId"),
@@ -24,12 +21,6 @@ _LATEST_FIELDS: Final = (
     ("clientVersion", "clientVersion"),
     ("siteCode", "siteCode"),
 )
-
-
-def inverted_ticks(moment: datetime) -> str:
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    ticks = _EPOCH_TICKS + (delta.days * 86_400 + delta.seconds) * 10**7 + delta.microseconds * 10
-    return f"{_MAX_TICKS - ticks:019d}"
 
 
 def history_row_key(report: StatusReport) -> str:

@@ -278,7 +278,7 @@ async def test_partial_delta_objects_never_wipe_unsent_columns(
     """With `Prefer: return=minimal` Graph sends only changed properties: merge them, and
     clear exactly the ones sent as null."""
     table = await storage.table(AAD_USERS)
-    writer = UserWriter(table, tenant, "0000000000001-abcdef")
+    writer = UserWriter(table, tenant, "0000000000000000001-abcdef")
     full: dict[str, Any] = {
         "id": "u1",
         "displayName": "A",

@@ -17,7 +17,7 @@ from shared.discovery import (
 from shared.errors import BadRequest
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-RUN_ID = "8236541234567-a1b2c3"
+RUN_ID = "2516850183599999999-a1b2c3"
 
 
 @pytest.mark.parametrize(
