@@ -7,10 +7,8 @@ these clients send and receive the wire text untouched; a poison copy is then by
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Iterable, Mapping
 
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
 
 from devhost.app_index import DEFAULT_CONNECTION
@@ -31,7 +29,6 @@ class QueueClients:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self._storages: dict[str, Storage] = {}
-        self._created: set[tuple[str, str]] = set()
 
     def check(self, connection: str) -> None:
         """Fail at start-up, with one line, when a connection setting is missing or malformed."""
@@ -59,13 +56,7 @@ class QueueClients:
         return storage
 
     async def queue(self, connection: str, name: str) -> QueueClient:
-        client = self.storage(connection).queues.get_queue_client(name)
-        if (connection, name) not in self._created:
-            async with translate_errors():
-                with contextlib.suppress(ResourceExistsError):
-                    await client.create_queue()
-            self._created.add((connection, name))
-        return client
+        return await self.storage(connection).queue(name, base64=False)
 
     async def send(
         self, connection: str, name: str, bodies: Iterable[bytes], *, base64_encoding: bool

@@ -157,7 +157,7 @@ class Storage:
             )
         # Clients are kept: building one per call costs more CPU than a table request.
         self._tables: dict[str, TableClient] = {}
-        self._queues: dict[str, QueueClient] = {}
+        self._queues: dict[tuple[str, bool], QueueClient] = {}
         self._lock = asyncio.Lock()
 
     async def table(self, name: str) -> TableClient:
@@ -172,21 +172,30 @@ class Storage:
                     client = self._tables[name] = self.tables.get_table_client(name)
         return client
 
-    async def queue(self, name: str) -> QueueClient:
-        """A client for queue `name` (base64 messages), created the first time."""
-        client = self._queues.get(name)
+    async def queue(self, name: str, *, base64: bool = True) -> QueueClient:
+        """A client for queue `name`, created the first time.
+
+        Messages are base64, as the Functions host expects; `base64=False` moves the wire text
+        untouched (the development host decodes per host.json itself).
+        """
+        key = (name, base64)
+        client = self._queues.get(key)
         if client is None:
             async with self._lock, translate_errors():
-                client = self._queues.get(name)
+                client = self._queues.get(key)
                 if client is None:
-                    client = self.queues.get_queue_client(
-                        name,
-                        message_encode_policy=TextBase64EncodePolicy(),
-                        message_decode_policy=TextBase64DecodePolicy(),
+                    policies = (
+                        {
+                            "message_encode_policy": TextBase64EncodePolicy(),
+                            "message_decode_policy": TextBase64DecodePolicy(),
+                        }
+                        if base64
+                        else {}
                     )
+                    client = self.queues.get_queue_client(name, **policies)
                     with contextlib.suppress(ResourceExistsError):
                         await client.create_queue()
-                    self._queues[name] = client
+                    self._queues[key] = client
         return client
 
     async def ping(self) -> None:
