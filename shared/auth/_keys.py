@@ -10,7 +10,6 @@ authority rolls over to is picked up on first sight.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from typing import Any, Final
 import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from shared.b64url import b64url_decode
 from shared.errors import ServiceUnavailable
 
 _log = logging.getLogger(__name__)
@@ -141,5 +141,4 @@ def _rsa_key(entry: Any) -> RSAPublicKey | None:
 
 
 def _b64url_int(value: str) -> int:
-    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    return int.from_bytes(raw, "big")
+    return int.from_bytes(b64url_decode(value), "big")

@@ -12,7 +12,6 @@ it fails here rather than being mistaken for a grant.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import Any, Final
 import jwt
 
 from shared.auth._keys import TenantKeyCache
+from shared.b64url import b64url_decode
 from shared.errors import Unauthorized
 from shared.settings import Settings
 
@@ -171,7 +171,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
         raise Unauthorized("The token is not a well-formed JWS.")
     encoded = segments[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        header = json.loads(b64url_decode(encoded))
     except (ValueError, binascii.Error):
         raise Unauthorized("The token is not a well-formed JWS.") from None
     if not isinstance(header, dict):

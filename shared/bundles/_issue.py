@@ -16,9 +16,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shared.auth import Caller
+from shared.b64url import b64url_encode
 from shared.bundles._batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
-from shared.bundles._signing import SigningKey, b64url, get_signing_keys
+from shared.bundles._signing import SigningKey, get_signing_keys
 from shared.errors import BadRequest, Forbidden
 from shared.ids import parse_guid
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
@@ -136,11 +137,11 @@ async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey) -> str:
     header = {"alg": "RS256", "typ": BUNDLE_TYPE, "kid": key.public.kid}
     signing_input = f"{_b64json(header)}.{_b64json(claims)}"
     signature = await key.sign(signing_input.encode("ascii"))
-    return f"{signing_input}.{b64url(signature)}"
+    return f"{signing_input}.{b64url_encode(signature)}"
 
 
 def _b64json(value: Mapping[str, Any]) -> str:
-    return b64url(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:

@@ -16,7 +16,6 @@ the key id is pinned to the version read then, so signature and published key al
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
@@ -36,6 +35,7 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from shared.b64url import b64url_encode
 from shared.errors import ServiceUnavailable, SettingError
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
@@ -93,15 +93,11 @@ def rfc7638_thumbprint(key: rsa.RSAPublicKey) -> str:
     numbers = key.public_numbers()
     members = {"e": b64url_uint(numbers.e), "kty": "RSA", "n": b64url_uint(numbers.n)}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    return b64url(hashlib.sha256(canonical).digest())
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64url_encode(hashlib.sha256(canonical).digest())
 
 
 def b64url_uint(value: int) -> str:
-    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 # -- PEM ---------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections import Counter
@@ -11,6 +10,7 @@ from typing import Any, Final
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.b64url import b64url_decode, b64url_encode
 from shared.errors import BadRequest
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.reports._entities import report_view, status_view
@@ -108,7 +108,7 @@ def _encode_continuation(token: object) -> str | None:
     if not token:
         return None
     raw = json.dumps(token, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return b64url_encode(raw)
 
 
 def _decode_continuation(value: str | None) -> dict[str, str] | None:
@@ -119,7 +119,7 @@ def _decode_continuation(value: str | None) -> dict[str, str] | None:
         errors={"continuation": "must be a token from a previous page's 'continuation'"},
     )
     try:
-        token = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        token = json.loads(b64url_decode(value))
     except (ValueError, binascii.Error):
         raise bad from None
     if (
