@@ -63,8 +63,9 @@ async def discovery_delta(timer: func.TimerRequest) -> None:
 async def discovery_events(event: func.EventGridEvent) -> None:
     # The worker hands over a CloudEvent for CloudEvents 1.0 deliveries (Graph partner events).
     ids = {"messageId": event.id}
+    tenant_id = get_settings().tenant_id
     try:
-        decision = decide(_event_type(event), event.get_json(), get_settings().tenant_id)
+        decision = decide(_event_type(event), event.get_json(), tenant_id)
     except MalformedEvent as error:
         # Redelivery would not fix it: log why and let Event Grid consider it delivered.
         _log.warning("malformed Event Grid event ignored: %s", error, extra=ids)
@@ -73,7 +74,6 @@ async def discovery_events(event: func.EventGridEvent) -> None:
         _log.info("Event Grid event ignored: %s", decision.reason, extra=ids)
         return
     # Queued, not run here: Event Grid redelivers what is not acknowledged within 30 seconds.
-    tenant_id = get_settings().tenant_id
     await send_continuation(Continuation(tenant_id, decision.mode, trigger="eventgrid"))
     _log.info("Event Grid event queued a discovery run: %s", decision.reason, extra=ids)
 
