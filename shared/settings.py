@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from croniter import croniter
@@ -39,6 +39,13 @@ _WINDOWS_PATH = re.compile(
 )
 # Characters a shell or cmd.exe would treat specially (& ; % ! ' " ( ) ^) are refused.
 _APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/@=+-]+")
+# AADTENANTNAME: what `dsregcmd /status` shows as TenantName, e.g. "contoso" (the ConfigMgr
+# documentation's example) or "Contoso Ltd": printable text that the command line can quote.
+_TENANT_NAME = re.compile(r"[^\x00-\x1f\x7f\"%^&|<>!]{1,256}")
+BootstrapAuth = Literal["device", "user", "device+user"]
+BOOTSTRAP_AUTH_MODES: Final[tuple[BootstrapAuth, ...]] = get_args(BootstrapAuth)
+# Entra ID device trustType values (Graph `device.trustType`), in Graph's spelling.
+TRUST_TYPES: Final = ("AzureAd", "ServerAd", "Workplace")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
 
@@ -68,6 +75,10 @@ class Settings:
     discovery_time_budget_seconds: int
     discovery_lease_seconds: int
     admin_role: str
+    bootstrap_auth: BootstrapAuth = "device"
+    device_trust_types: frozenset[str] = frozenset({"AzureAd", "ServerAd"})
+    public_hostnames: tuple[str, ...] = ()
+    device_scope: str = "Bundle.Request"
     # Rotation: a second bundle-signing key that /api/jwks publishes but nothing signs with.
     signing_next_key_id: str | None = None
     signing_next_key_file: Path | None = None
@@ -84,7 +95,7 @@ class Settings:
         settings = cls(
             environment=environment,
             tenant_id=reader.guid("AAD_TENANT_ID"),
-            tenant_name=reader.host_name("AAD_TENANT_NAME"),
+            tenant_name=reader.tenant_name("AAD_TENANT_NAME"),
             server_app_id=reader.guid("AAD_SERVER_APP_ID"),
             resource_uri=reader.app_id_uri("AAD_RESOURCE_URI"),
             client_app_id=reader.guid("AAD_CLIENT_APP_ID"),
@@ -109,6 +120,10 @@ class Settings:
                 "DISCOVERY_LEASE_SECONDS", default=120, low=5, high=3600
             ),
             admin_role=reader.token("ADMIN_ROLE", "Bootstrap.Admin"),
+            bootstrap_auth=reader.bootstrap_auth("BOOTSTRAP_AUTH"),
+            device_trust_types=reader.trust_types("DEVICE_TRUST_TYPES"),
+            public_hostnames=reader.host_names("PUBLIC_HOSTNAMES"),
+            device_scope=reader.token("DEVICE_SCOPE", "Bundle.Request"),
             signing_next_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_NEXT_KEY_ID"),
             signing_next_key_file=reader.path("BUNDLE_SIGNING_NEXT_KEY_FILE"),
         )
@@ -167,10 +182,37 @@ class _Reader:
         guid = parse_guid(value)
         return self._check(name, guid or value, guid is not None, expected)
 
-    def host_name(self, name: str) -> str:
-        expected = "a DNS name such as contoso.onmicrosoft.com"
+    def tenant_name(self, name: str) -> str:
+        expected = (
+            "the tenant name dsregcmd /status shows, such as contoso or Contoso Ltd "
+            '(printable, at most 256 characters, no " % ^ & | < > !)'
+        )
         value = self.required(name, expected)
-        return self._check(name, value, "." in value and _full(_HOST_NAME, value), expected)
+        return self._check(name, value, _full(_TENANT_NAME, value), expected)
+
+    def bootstrap_auth(self, name: str) -> BootstrapAuth:
+        value = (self.optional(name) or "device").lower()
+        for mode in BOOTSTRAP_AUTH_MODES:
+            if value == mode:
+                return mode
+        raise SettingError(name, "device, user or device+user", value=value)
+
+    def trust_types(self, name: str) -> frozenset[str]:
+        value = self.optional(name) or "AzureAd,ServerAd"
+        canonical = {trust.lower(): trust for trust in TRUST_TYPES}
+        items = [item.strip().lower() for item in value.split(",")]
+        if not items or any(item not in canonical for item in items):
+            raise SettingError(name, "a comma list of AzureAd, ServerAd, Workplace", value=value)
+        return frozenset(canonical[item] for item in items)
+
+    def host_names(self, name: str) -> tuple[str, ...]:
+        value = self.optional(name)
+        if value is None:
+            return ()
+        hosts = tuple(item.strip().lower() for item in value.split(","))
+        ok = all("." in host and _full(_HOST_NAME, host) for host in hosts)
+        self._check(name, value, ok, "a comma list of DNS host names such as boot.contoso.com")
+        return hosts
 
     def app_id_uri(self, name: str) -> str:
         expected = "the server app's App ID URI, such as https://contososerver or api://<guid>"

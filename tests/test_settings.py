@@ -116,3 +116,48 @@ def test_command_line_check_passes_valid_settings() -> None:
     result = run_check(valid_env())
     assert result.returncode == 0
     assert len(result.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["contoso", "Contoso Ltd", "contoso.onmicrosoft.com", "Fabrikam-EU"]
+)
+def test_tenant_name_accepts_what_dsregcmd_shows(name: str) -> None:
+    assert Settings.from_env(valid_env(AAD_TENANT_NAME=name)).tenant_name == name
+
+
+@pytest.mark.parametrize("name", ['Contoso "Ltd"', "a&b", "50%", "x" * 257, "tab\there"])
+def test_tenant_name_refuses_what_breaks_a_command_line(name: str) -> None:
+    assert error_for(valid_env(AAD_TENANT_NAME=name)).name == "AAD_TENANT_NAME"
+
+
+def test_device_trust_settings_defaults_and_values() -> None:
+    defaults = Settings.from_env(valid_env())
+    assert defaults.bootstrap_auth == "device"
+    assert defaults.device_trust_types == {"AzureAd", "ServerAd"}
+    assert defaults.public_hostnames == ()
+    assert defaults.device_scope == "Bundle.Request"
+    chosen = Settings.from_env(
+        valid_env(
+            BOOTSTRAP_AUTH="Device+User",
+            DEVICE_TRUST_TYPES="azuread, Workplace",
+            PUBLIC_HOSTNAMES="boot.contoso.com,FD.contoso.net",
+            DEVICE_SCOPE="Bundle.Fetch",
+        )
+    )
+    assert chosen.bootstrap_auth == "device+user"
+    assert chosen.device_trust_types == {"AzureAd", "Workplace"}
+    assert chosen.public_hostnames == ("boot.contoso.com", "fd.contoso.net")
+    assert chosen.device_scope == "Bundle.Fetch"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BOOTSTRAP_AUTH", "certificate"),
+        ("DEVICE_TRUST_TYPES", "AzureAd,Hybrid"),
+        ("PUBLIC_HOSTNAMES", "https://boot.contoso.com"),
+        ("DEVICE_SCOPE", "Bundle Request"),
+    ],
+)
+def test_device_trust_settings_refuse_bad_values(name: str, value: str) -> None:
+    assert error_for(valid_env(**{name: value})).name == name

@@ -333,7 +333,8 @@ ATTACKS: dict[str, tuple[Callable[[EntraIssuer], str], str]] = {
     ),
     "tampered payload": (tampered, BAD_SIGNATURE),
     "stripped signature": (lambda i: i.mint_access_token().rsplit(".", 1)[0] + ".", BAD_SIGNATURE),
-    "truncated": (lambda i: i.mint_access_token()[:-20], "not valid"),
+    # 21 characters off leaves a base64url length no decoder accepts (20 would decode).
+    "truncated": (lambda i: i.mint_access_token()[:-21], "not valid"),
     "garbage": (lambda i: "this-is-not-a-token", "not a well-formed JWS"),
     "key never published": (lambda i: i.mint_access_token(key=SigningKey.generate()), UNKNOWN_KEY),
     "ID token": (id_token, "(aud)"),
