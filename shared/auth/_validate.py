@@ -45,6 +45,13 @@ class Caller:
     client_app_id: str
     roles: frozenset[str]
     token_version: str  # "1.0" or "2.0"
+    # Delegated scopes (`scp`, space-separated); empty for an app-only token.
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_delegated(self) -> bool:
+        """A user's token (it carries `scp`), not an application's own (app-only) token."""
+        return bool(self.scopes)
 
 
 class TokenValidator:
@@ -157,6 +164,7 @@ class TokenValidator:
             client_app_id=client_app.lower(),
             roles=frozenset(roles),
             token_version=version,
+            scopes=frozenset(_scopes(claims.get("scp"))),
         )
 
 
@@ -177,6 +185,10 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise Unauthorized("The token is not a well-formed JWS.")
     return header
+
+
+def _scopes(value: object) -> list[str]:
+    return value.split() if isinstance(value, str) else []
 
 
 def _string_list(value: object) -> list[str]:
