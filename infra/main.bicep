@@ -94,6 +94,19 @@ param discoveryLeaseSeconds int = 120
 @description('ADMIN_ROLE: app role required on admin endpoints.')
 param adminRole string = 'Bootstrap.Admin'
 
+@allowed(['device', 'user', 'device+user'])
+@description('BOOTSTRAP_AUTH: what a device presents on /api/bundle and /api/reports.')
+param bootstrapAuth string = 'device'
+
+@description('DEVICE_TRUST_TYPES: Entra trustType values accepted for a proven device (comma list).')
+param deviceTrustTypes string = 'AzureAd,ServerAd'
+
+@description('PUBLIC_HOSTNAMES: extra host names devices use for the app (custom domains, Front Door), comma list.')
+param publicHostnames string = ''
+
+@description('DEVICE_SCOPE: delegated scope a user token must carry on device endpoints.')
+param deviceScope string = 'Bundle.Request'
+
 @description('AAD_AUTHORITY_HOST (sovereign clouds).')
 param authorityHost string = 'https://login.microsoftonline.com'
 
@@ -172,6 +185,10 @@ module app 'modules/app.bicep' = {
       DISCOVERY_TIME_BUDGET_SECONDS: string(discoveryTimeBudgetSeconds)
       DISCOVERY_LEASE_SECONDS: string(discoveryLeaseSeconds)
       ADMIN_ROLE: adminRole
+      BOOTSTRAP_AUTH: bootstrapAuth
+      DEVICE_TRUST_TYPES: deviceTrustTypes
+      PUBLIC_HOSTNAMES: publicHostnames
+      DEVICE_SCOPE: deviceScope
     }
   }
 }

@@ -145,6 +145,29 @@ def run_checkov(checkov: Path, directory: Path) -> dict[str, Any] | list[dict[st
     return report
 
 
+# The gate's self-test: a copy with storage TLS lowered to 1.0 must fail on this check, so a
+# scanner that silently passes everything (an upgrade, a parsing change) is caught here.
+WEAKENING: Final = ("minimumTlsVersion: 'TLS1_2'", "minimumTlsVersion: 'TLS1_0'")
+WEAKENED_CHECK: Final = "CKV_AZURE_44 Microsoft.Storage"
+
+
+def gate_bites(checkov: Path, copy: Path) -> None:
+    """Raise `ScanFailed` unless a weakened copy of infra/ fails the scan on `WEAKENED_CHECK`."""
+    copy_for_scan(INFRA, copy)
+    app = copy / "modules" / "app.bicep"
+    source = app.read_text(encoding="utf-8")
+    if WEAKENING[0] not in source:
+        raise ScanFailed(f"self-test: {WEAKENING[0]!r} is no longer in infra/modules/app.bicep")
+    app.write_text(source.replace(*WEAKENING), encoding="utf-8")
+    try:
+        evaluate(run_checkov(checkov, copy))
+    except ScanFailed as failure:
+        if WEAKENED_CHECK in str(failure):
+            return
+        raise ScanFailed(f"self-test: the weakened copy failed otherwise: {failure}") from None
+    raise ScanFailed("self-test: a copy with storage TLS 1.0 passed the scan; the gate is blind")
+
+
 def main() -> int:
     started = time.perf_counter()
     checkov = ensure_scanner()
@@ -157,6 +180,10 @@ def main() -> int:
             copy = Path(scratch) / "infra"
             neutralised = copy_for_scan(INFRA, copy)
             summary = evaluate(run_checkov(checkov, copy))
+            gate_bites(checkov, Path(scratch) / "weakened")
+        written = sum(f.read_text().count("checkov:skip=") for f in INFRA.rglob("*.bicep"))
+        if len(summary.skipped) != written:
+            raise ScanFailed(f"{len(summary.skipped)} checks skipped, {written} skips written")
     except ScanFailed as failure:
         print(f"scan-infra: FAILED\n{failure}", file=sys.stderr)
         return 1
@@ -164,7 +191,7 @@ def main() -> int:
     print(
         f"scan-infra: OK: {summary.resources} resources, {summary.passed} checks passed, "
         f"0 failed, 0 parsing errors, {len(summary.skipped)} skipped with reasons, "
-        f"{neutralised} extension statement(s) neutralised; "
+        f"{neutralised} extension statement(s) neutralised; a weakened copy fails as it must; "
         f"install {installed - started:.1f} s, scan {finished - installed:.1f} s"
     )
     for skip in summary.skipped:
