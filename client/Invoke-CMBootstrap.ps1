@@ -54,7 +54,11 @@ $ClockSkewSeconds = 300
 
 function ConvertFrom-Base64Url([string] $Text) {
     $s = $Text.Replace('-', '+').Replace('_', '/')
-    switch ($s.Length % 4) { 1 { throw 'Invalid base64url text.' } 2 { $s += '==' } 3 { $s += '=' } }
+    switch ($s.Length % 4) {
+        1 { throw 'Invalid base64url text.' }
+        2 { $s += '==' }
+        3 { $s += '=' }
+    }
     return , [Convert]::FromBase64String($s)  # the comma keeps byte[] from being unrolled
 }
 
