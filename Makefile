@@ -6,12 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 
-.PHONY: setup run test lint bench clean scan-infra
+.PHONY: setup run test lint bench clean scan-infra lock
 
 setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -33,6 +34,12 @@ test: lint scan-infra
 # checkov in its own venv (.venv-scan); fails on any parsing error or unskipped finding.
 scan-infra:
 	$(PYTHON) scripts/scan_infra.py
+
+# The one command that upgrades the deployed dependencies: resolves requirements.in (ranges) into
+# requirements.txt (exact versions with hashes), which the remote build installs. Review the diff.
+lock: setup
+	$(PY) -m piptools compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.txt requirements.in
 
 clean:
 	rm -rf $(VENV) .venv-scan node_modules .keys .azurite .mypy_cache .ruff_cache .pytest_cache
