@@ -187,9 +187,9 @@ async def test_blocked_device_is_forbidden_and_not_audited(service: BundleServic
     ("device_id", "nonce", "named"),
     [
         ("not-a-guid", "n0nce-abcdef", {"deviceId"}),
-        (str(uuid.uuid4()), "short", {"nonce"}),
-        (str(uuid.uuid4()), "x" * 129, {"nonce"}),
-        (str(uuid.uuid4()), "has space!", {"nonce"}),
+        ("0f0e0d0c-0b0a-4909-8807-060504030201", "short", {"nonce"}),
+        ("0f0e0d0c-0b0a-4909-8807-060504030201", "x" * 129, {"nonce"}),
+        ("0f0e0d0c-0b0a-4909-8807-060504030201", "has space!", {"nonce"}),
         ("", "", {"deviceId", "nonce"}),
     ],
 )

@@ -96,7 +96,7 @@ async def test_one_device_shows_latest_state_and_newest_history_first(
 @pytest.mark.parametrize(
     ("path", "status", "field"),
     [
-        (f"/api/devices/{uuid.uuid4()}", 404, None),
+        ("/api/devices/0f0e0d0c-0b0a-4909-8807-060504030201", 404, None),
         ("/api/devices/not-a-guid", 400, "deviceId"),
         ("/api/devices?state=done", 400, "state"),
         ("/api/devices?pageSize=0", 400, "pageSize"),
