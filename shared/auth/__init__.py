@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.auth._clouds import v1_issuer
 from shared.auth._keys import TenantKeyCache, parse_jwks
-from shared.auth._validate import (
-    CLOCK_SKEW_SECONDS,
-    MAX_TOKEN_BYTES,
-    V1_ISSUER_FORMAT,
-    Caller,
-    TokenValidator,
-)
+from shared.auth._validate import CLOCK_SKEW_SECONDS, MAX_TOKEN_BYTES, Caller, TokenValidator
 from shared.errors import Forbidden
 from shared.per_loop import PerLoop
 from shared.settings import get_settings
@@ -27,7 +22,6 @@ from shared.settings import get_settings
 __all__ = [
     "CLOCK_SKEW_SECONDS",
     "MAX_TOKEN_BYTES",
-    "V1_ISSUER_FORMAT",
     "Caller",
     "TenantKeyCache",
     "TokenValidator",
@@ -37,6 +31,7 @@ __all__ = [
     "parse_jwks",
     "require_admin",
     "require_client_app",
+    "v1_issuer",
 ]
 
 # One validator (and key cache) per event loop, like the storage clients.
