@@ -1,8 +1,14 @@
-"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run."""
+"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run.
+
+Anyone may ask; only an admin is told more than the status (`public_body` vs `admin_body`).
+Whatever is wrong is always written to the log, naming the setting, so the operator who cannot
+see the details in an anonymous answer finds them where the app's logs go.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,24 +19,46 @@ from shared.names import DISCOVERY_RUNS
 from shared.settings import Settings, get_settings
 from shared.storage import get_storage, translate_errors
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class HealthReport:
     storage_reachable: bool
     settings_valid: bool
     settings_error: str | None = None
+    # A storage setting (AzureWebJobsStorage*) that is malformed: storage is then unreachable.
+    storage_error: str | None = None
     last_discovery_run: dict[str, Any] | None = field(default=None)
+    # Graph change-notification subscriptions, once `graph_subscriptions` records them.
+    subscriptions: dict[str, Any] | None = field(default=None)
 
     @property
     def healthy(self) -> bool:
         return self.storage_reachable and self.settings_valid
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def reason(self) -> str:
+        """Why the report is unhealthy, in words an admin may read (no values)."""
+        if not self.storage_reachable:
+            return "storage is not reachable"
+        return "settings are invalid" if not self.settings_valid else "healthy"
+
+    def public_body(self) -> dict[str, Any]:
+        """All an anonymous caller learns: healthy or not."""
+        return {"status": "healthy" if self.healthy else "unhealthy"}
+
+    def admin_body(self) -> dict[str, Any]:
+        """The details an admin sees."""
+        storage: dict[str, Any] = {"reachable": self.storage_reachable}
+        if self.storage_error is not None:
+            storage["error"] = self.storage_error
         return {
-            "status": "healthy" if self.healthy else "unhealthy",
-            "storage": {"reachable": self.storage_reachable},
+            **self.public_body(),
+            "storage": storage,
             "settings": {"valid": self.settings_valid, "error": self.settings_error},
             "lastDiscoveryRun": self.last_discovery_run,
+            "subscriptions": self.subscriptions,
         }
 
 
@@ -41,18 +69,23 @@ async def check_health() -> HealthReport:
         settings = get_settings()
     except SettingError as error:
         settings_error = str(error)
+        _log.error("health: setting error: %s", error)
     report = HealthReport(
         storage_reachable=False, settings_valid=settings is not None, settings_error=settings_error
     )
-    # A 4xx from storage (a refused identity, a missing role) is as unhealthy as an outage.
-    unreachable = (StorageUnavailable, SettingError, HttpResponseError)
     try:
         await get_storage().ping()
-    except unreachable:
+    except SettingError as error:
+        report.storage_error = str(error)
+        _log.error("health: storage setting error: %s", error)
+        return report
+    except (StorageUnavailable, HttpResponseError) as error:
+        # A 4xx from storage (a refused identity, a missing role) is as unhealthy as an outage.
+        _log.warning("health: storage is not reachable (%s)", type(error).__name__)
         return report
     report.storage_reachable = True
     if settings is not None:
-        with contextlib.suppress(*unreachable):
+        with contextlib.suppress(StorageUnavailable, HttpResponseError):
             report.last_discovery_run = await _last_run(settings.tenant_id)
     return report
 

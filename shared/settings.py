@@ -33,12 +33,18 @@ _DNS_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOST_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 # CCMHOSTNAME: a CMG host and an optional path such as /CCM_Proxy_ServerAuth/72457598037527932.
 _CCM_HOSTNAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})+(?:/[A-Za-z0-9_.-]+)*")
-# A folder ccmsetup can read: a drive path (C:\CLIENT) or a UNC path (\\server\share\dir).
-_WINDOWS_PATH = re.compile(
-    r"(?:[A-Za-z]:\\|\\\\[A-Za-z0-9_.$-]+\\[A-Za-z0-9_.$ -]+(?:\\|$))[^<>:\"/|?*\x00-\x1f%^&!]*"
-)
+# CCMSETUP_SOURCE: ccmsetup's /source takes "a local or UNC path" that it reads over SMB (the
+# ConfigMgr documentation "Client installation parameters and properties"), so no URL. A folder
+# name may hold spaces and parentheses (the command line quotes it) but nothing that cmd.exe or
+# PowerShell would act on: " % ^ & | < > ! ; $ ` ' { } * ? and no '/' (it would start a switch).
+# `$` only ends a share name, as in the hidden share \\server\SMS_DP$ (not an expansion there).
+_FOLDER = r"[^\x00-\x1f\x7f<>:\"/\\|?*%^&!;$`'{}]+"
+_DRIVE_PATH = rf"[A-Za-z]:\\(?:{_FOLDER}(?:\\{_FOLDER})*\\?)?"
+_SHARE = r"[A-Za-z0-9_.-](?:[A-Za-z0-9_. -]*[A-Za-z0-9_.-])?\$?"
+_UNC_PATH = rf"\\\\{_HOST_NAME.pattern}\\{_SHARE}(?:\\{_FOLDER})*\\?"
+_WINDOWS_PATH = re.compile(rf"{_DRIVE_PATH}|{_UNC_PATH}")
 # Characters a shell or cmd.exe would treat specially (& ; % ! ' " ( ) ^) are refused.
-_APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/@=+-]+")
+_APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/=+-]+")
 # AADTENANTNAME: what `dsregcmd /status` shows as TenantName, e.g. "contoso" (the ConfigMgr
 # documentation's example) or "Contoso Ltd": printable text that the command line can quote.
 _TENANT_NAME = re.compile(r"[^\x00-\x1f\x7f\"%^&|<>!]{1,256}")
@@ -173,7 +179,9 @@ class _Reader:
 
     def _check(self, name: str, value: str, ok: bool, expected: str) -> str:
         if not ok:
-            raise SettingError(name, expected, value=value)
+            # A URL with user:password@ is refused without echoing the password into a log.
+            shown = "<a URL with a user name or password, not shown>" if "@" in value else value
+            raise SettingError(name, expected, value=shown)
         return value
 
     def guid(self, name: str) -> str:
@@ -234,25 +242,30 @@ class _Reader:
         return self._check(name, value, ok, expected)
 
     def management_point(self, name: str) -> str | None:
+        """SMSMP: the management point's FQDN, or `https://` and its FQDN when it accepts HTTPS
+        only (the ConfigMgr documentation's two forms); nothing else reaches the command line."""
         value = self.optional(name)
         if value is None:
             return None
-        expected = "an https URL or a host name of the lookup management point"
-        parts = urlsplit(value)
-        if parts.scheme:
-            ok = parts.scheme == "https" and _full(_HOST_NAME, parts.hostname or "")
-            ok = ok and not parts.query and not parts.fragment and '"' not in value
-        else:
-            ok = "." in value and _full(_HOST_NAME, value)
+        expected = (
+            "the management point's FQDN (mp.contoso.com) or https:// and its FQDN "
+            "(https://mp.contoso.com), with no user name, password, port, path or query"
+        )
+        scheme, separator, host = value.rpartition("://")
+        ok = (not separator or scheme.lower() == "https") and "." in host
+        ok = ok and _full(_HOST_NAME, host)
         return self._check(name, value, ok, expected)
 
     def windows_path(self, name: str) -> str | None:
         value = self.optional(name)
         if value is None:
             return None
-        expected = r"a Windows folder such as C:\CLIENT or \\server\share\client"
-        ok = _full(_WINDOWS_PATH, value) and not value.endswith("\\\\")
-        return self._check(name, value, ok and len(value) <= 240, expected)
+        expected = (
+            r"a local or UNC folder such as C:\CLIENT or \\server\share\client (not a URL; "
+            "no \" % ^ & | < > ! ; $ ` ' { } * ?)"
+        )
+        ok = _full(_WINDOWS_PATH, value) and len(value) <= 240
+        return self._check(name, value, ok, expected)
 
     def url(self, name: str, default: str) -> str:
         value = (self.optional(name) or default).rstrip("/")

@@ -51,8 +51,8 @@ def test_missing_required_setting() -> None:
         ("SMS_SITE_CODE", "SMS", "three-character site code"),  # reserved by ConfigMgr
         ("SMS_SITE_CODE", "con", "three-character site code"),  # reserved, any case
         ("CCM_HOSTNAME", "https://CONTOSO.CLOUDAPP.NET/CCM_Proxy_ServerAuth/1", "without a scheme"),
-        ("CCMSETUP_SOURCE", 'C:\\CLIENT" /evil', "Windows folder"),
-        ("CCMSETUP_SOURCE", "client", "Windows folder"),
+        ("CCMSETUP_SOURCE", 'C:\\CLIENT" /evil', "local or UNC folder"),
+        ("CCMSETUP_SOURCE", "client", "local or UNC folder"),
         ("AAD_AUTHORITY_HOST", "http://login.microsoftonline.com", "http only for loopback"),
         ("GRAPH_BASE_URL", "http://graph.example.com/v1.0", "http only for loopback"),
         ("DISCOVERY_DELTA_SCHEDULE", "*/5 * * * *", "six-field NCRONTAB"),

@@ -2,7 +2,7 @@
 
     caller = await authenticate(req)   # 401 Unauthorized unless a valid access token
     require_client_app(caller)         # 403 unless azp/appid is AAD_CLIENT_APP_ID
-    require_admin(caller)              # 403 unless roles contains ADMIN_ROLE
+    require_admin(caller)              # 403 unless a user's token whose roles hold ADMIN_ROLE
 
 401 means the token is not valid; 403 a valid token that is not allowed here (DESIGN.md).
 A key-endpoint outage is 503, never 401.
@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.auth._clouds import v1_issuer
 from shared.auth._keys import TenantKeyCache, parse_jwks
-from shared.auth._validate import (
-    CLOCK_SKEW_SECONDS,
-    MAX_TOKEN_BYTES,
-    V1_ISSUER_FORMAT,
-    Caller,
-    TokenValidator,
-)
+from shared.auth._validate import CLOCK_SKEW_SECONDS, MAX_TOKEN_BYTES, Caller, TokenValidator
 from shared.errors import Forbidden
 from shared.per_loop import PerLoop
 from shared.settings import get_settings
@@ -27,15 +22,16 @@ from shared.settings import get_settings
 __all__ = [
     "CLOCK_SKEW_SECONDS",
     "MAX_TOKEN_BYTES",
-    "V1_ISSUER_FORMAT",
     "Caller",
     "TenantKeyCache",
     "TokenValidator",
     "authenticate",
     "default_validator",
+    "is_admin",
     "parse_jwks",
     "require_admin",
     "require_client_app",
+    "v1_issuer",
 ]
 
 # One validator (and key cache) per event loop, like the storage clients.
@@ -58,8 +54,23 @@ def require_client_app(caller: Caller) -> None:
         raise Forbidden("This API accepts tokens issued to the ConfigMgr client app only.")
 
 
+def is_admin(caller: Caller) -> bool:
+    """An admin is a person: a delegated token (`scp` present) whose `roles` hold `ADMIN_ROLE`.
+
+    An app-only token can hold the role too (an app role assigned to a service principal), but
+    then no signed-in admin stands behind the call: any holder of that app's secret would read
+    every device, so admin views refuse it.
+    """
+    return caller.is_delegated and get_settings().admin_role in caller.roles
+
+
 def require_admin(caller: Caller) -> None:
-    """403 unless the caller holds the admin app role (`ADMIN_ROLE`)."""
+    """403 unless `is_admin(caller)`; the detail says which rule failed."""
+    if is_admin(caller):
+        return
     role = get_settings().admin_role
     if role not in caller.roles:
         raise Forbidden(f"This view requires the '{role}' app role.")
+    raise Forbidden(
+        f"This view requires a signed-in admin: an app-only token holding '{role}' is refused."
+    )

@@ -3,9 +3,10 @@
 Rules, in order: a bearer header; at most 16 KiB; a JWS header with `alg` RS256 and a `kid`, no
 `crit`; a key the tenant publishes under that `kid` (nothing else in the header is honoured);
 signature; `exp`, `nbf`, `iat` present and within 5 minutes of skew; `aud` is the server app id
-or its App ID URI; `ver` 1.0 with issuer `https://sts.windows.net/{tenant}/` or 2.0 with
-`{authority}/{tenant}/v2.0`; `tid` the configured tenant; `oid` present; and it must be an access
-token: `azp` (v2) or `appid` (v1) names the calling app and `scp` or `roles` grants something.
+or its App ID URI; `ver` 1.0 with the v1 issuer of the authority's cloud (global cloud:
+`https://sts.windows.net/{tenant}/`; see `_clouds.py`) or 2.0 with `{authority}/{tenant}/v2.0`;
+`tid` the configured tenant; `oid` present; and it must be an access token: `azp` (v2) or
+`appid` (v1) names the calling app and `scp` or `roles` grants something.
 An ID token has neither `scp`/`roles` nor `azp`/`appid` (and its `aud` is the client app), so
 it fails here rather than being mistaken for a grant.
 """
@@ -22,6 +23,7 @@ from typing import Any, Final
 
 import jwt
 
+from shared.auth._clouds import v1_issuer
 from shared.auth._keys import TenantKeyCache
 from shared.b64url import b64url_decode
 from shared.errors import Unauthorized
@@ -31,7 +33,6 @@ _log = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES: Final = 16 * 1024
 CLOCK_SKEW_SECONDS: Final = 300
-V1_ISSUER_FORMAT: Final = "https://sts.windows.net/{tenant}/"
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 _REQUIRED_CLAIMS: Final = ("exp", "nbf", "iat", "iss", "aud", "tid", "oid", "ver")
 
@@ -67,10 +68,16 @@ class TokenValidator:
     ) -> None:
         self.tenant_id = tenant_id.lower()
         self._audiences = audiences
-        self._issuers = {
-            "1.0": V1_ISSUER_FORMAT.format(tenant=self.tenant_id),
-            "2.0": f"{authority_host.rstrip('/')}/{self.tenant_id}/v2.0",
-        }
+        self._issuers = {"2.0": f"{authority_host.rstrip('/')}/{self.tenant_id}/v2.0"}
+        v1 = v1_issuer(authority_host, self.tenant_id)
+        if v1 is None:
+            _log.warning(
+                "AAD_AUTHORITY_HOST %s is not a known Entra cloud: v1 tokens are refused, "
+                "v2 tokens are accepted",
+                authority_host,
+            )
+        else:
+            self._issuers["1.0"] = v1
         self._keys = keys
 
     @classmethod

@@ -76,16 +76,22 @@ def bundle_issuer(request_url: str, website_hostname: str | None) -> str:
 
 
 def client_ip(forwarded_for: str | None) -> str | None:
-    """The first address of X-Forwarded-For (App Service adds ':port'); None if unreadable."""
+    """The caller's address as the platform saw it: the LAST entry of X-Forwarded-For.
+
+    App Service's front end appends the address of the connection it accepted (as `ip:port`)
+    to whatever X-Forwarded-For the caller sent, so every earlier entry is the caller's own
+    claim and only the last one can be trusted. An unreadable last entry gives None, never an
+    earlier entry.
+    """
     if not forwarded_for:
         return None
-    first = forwarded_for.split(",", 1)[0].strip()
-    if first.startswith("["):  # [IPv6]:port
-        host = first[1:].split("]", 1)[0]
-    elif first.count(":") == 1:  # IPv4:port
-        host = first.split(":", 1)[0]
-    else:
-        host = first
+    last = forwarded_for.rsplit(",", 1)[-1].strip()
+    if last.startswith("["):  # [IPv6]:port
+        host = last[1:].split("]", 1)[0]
+    elif last.count(":") == 1:  # IPv4:port
+        host = last.split(":", 1)[0]
+    else:  # IPv4, or IPv6 without a port
+        host = last
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

@@ -119,7 +119,7 @@ async def test_outage_after_keys_were_loaded_keeps_serving_cached_keys(
     validator = validator_for(issuer, clock)
     await validator.validate(issuer.mint_access_token())
     issuer.keys_available = False
-    clock.now += 25 * 3600  # past the cache's max age: it tries to refresh and fails
+    clock.now += 7 * 3600  # past the cache's 6 h max age (not its 12 h limit): refresh fails
 
     caller = await validator.validate(issuer.mint_access_token())
 
@@ -143,6 +143,11 @@ async def test_concurrent_callers_during_an_outage_cost_the_authority_one_reques
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert issuer.key_fetches == 1
     issuer.keys_available = True
-    clock.now += 1  # a later request tries again at once
+    clock.now += 1.5  # inside the 2 s backoff: refused without asking the authority again
+    with pytest.raises(ServiceUnavailable) as refused:
+        await validator.validate(token)
+    assert refused.value.headers["Retry-After"] == "1"
+    assert issuer.key_fetches == 1
+    clock.now += 0.5  # the backoff is over: the next request tries again
     assert (await validator.validate(token)).tenant_id == TENANT_ID
     assert issuer.key_fetches == 2

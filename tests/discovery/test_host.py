@@ -208,6 +208,10 @@ async def check_runs_view(
     no_role = issuer.mint_access_token(tenant_id=tenant)
     forbidden = await http.get(url, headers={"Authorization": f"Bearer {no_role}"})
     assert forbidden.status_code == 403
+    app_only = issuer.mint_access_token(tenant_id=tenant, roles=(ADMIN_ROLE,), scp=None)
+    refused = await http.get(url, headers={"Authorization": f"Bearer {app_only}"})
+    assert refused.status_code == 403
+    assert "app-only" in refused.json()["detail"]
 
     admin = {
         "Authorization": f"Bearer {issuer.mint_access_token(tenant_id=tenant, roles=(ADMIN_ROLE,))}"

@@ -121,3 +121,15 @@ async def test_admin_role_is_required(service: Service, entra_issuer: EntraIssue
     answer = get(service, "/api/devices?summary=stage", token=device_token)
     assert answer.status == 403
     assert "Bootstrap.Admin" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/devices?summary=stage", f"/api/devices/{uuid.uuid4()}"])
+async def test_app_only_token_with_the_admin_role_is_refused(
+    service: Service, entra_issuer: EntraIssuer, path: str
+) -> None:
+    # An application's own token (client credentials): the role, but no `scp`, no signed-in admin.
+    app_only = entra_issuer.mint_access_token(roles=["Bootstrap.Admin"], scp=None)
+    answer = get(service, path, token=app_only)
+    assert answer.status == 403, answer.body
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "app-only" in answer.json()["detail"]
