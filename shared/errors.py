@@ -29,6 +29,11 @@ class SettingError(BootstrapError):
         self.missing = missing
         super().__init__(str(self))
 
+    def without_value(self) -> str:
+        """The one line without the value, for answers: a malformed value may hold a secret."""
+        state = "is required" if self.missing else "is missing or malformed"
+        return f"{self.name} {state}: expected {self.expected}"
+
     def __str__(self) -> str:
         if self.missing:
             return f"{self.name} is required: expected {self.expected}"

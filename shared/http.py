@@ -55,7 +55,7 @@ def problem_boundary(handler: Handler) -> Handler:
             return problem_response(error)
         except SettingError as error:
             _log.error("setting error: %s", error)
-            return problem_response(ConfigurationProblem(str(error)))
+            return problem_response(ConfigurationProblem(error.without_value()))
         except StorageUnavailable:
             _log.warning("storage unavailable", exc_info=True)
             return problem_response(ServiceUnavailable("Storage is not reachable; retry later."))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import azure.functions as func
 import pytest
 
 from shared.errors import SettingError
+from shared.http import problem_boundary
 from shared.settings import Settings
 from tests.support.devhost import REPO_ROOT
 from tests.support.settings import product_env
@@ -161,3 +164,18 @@ def test_device_trust_settings_defaults_and_values() -> None:
 )
 def test_device_trust_settings_refuse_bad_values(name: str, value: str) -> None:
     assert error_for(valid_env(**{name: value})).name == name
+
+
+async def test_a_setting_error_answer_names_the_setting_but_never_its_value() -> None:
+    secret = "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=c2VjcmV0"
+
+    @problem_boundary
+    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+        raise SettingError("AzureWebJobsStorage", "a connection string", value=secret)
+
+    response = await handler(func.HttpRequest("GET", "http://localhost/api/x", body=b""))
+
+    assert response.status_code == 500
+    body = json.loads(response.get_body())
+    assert body["detail"].startswith("AzureWebJobsStorage is missing or malformed: expected ")
+    assert "AccountKey" not in response.get_body().decode()
