@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from shared.b64url import b64url_decode
 from shared.errors import ServiceUnavailable
 
 _log = logging.getLogger(__name__)
@@ -185,18 +185,17 @@ def parse_jwks(document: object) -> dict[str, RSAPublicKey]:
 
 
 def _rsa_key(entry: Any) -> RSAPublicKey | None:
+    """The entry's RSA public key (PyJWT reads the JWK), or None if it is not a usable one."""
     if not isinstance(entry, Mapping) or entry.get("kty") != "RSA":
         return None
     if entry.get("use", "sig") != "sig" or not isinstance(entry.get("kid"), str):
         return None
     try:
-        n = _b64url_int(entry["n"])
-        e = _b64url_int(entry["e"])
-        key = RSAPublicNumbers(e, n).public_key()
-    except (KeyError, TypeError, ValueError):
+        key = jwt.PyJWK(dict(entry), algorithm="RS256").key
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return None
+    if isinstance(key, RSAPrivateKey):  # a set that publishes "d" by mistake: keep only public
+        key = key.public_key()
+    if not isinstance(key, RSAPublicKey):
         return None
     return key if key.key_size >= MIN_RSA_BITS else None
-
-
-def _b64url_int(value: str) -> int:
-    return int.from_bytes(b64url_decode(value), "big")
