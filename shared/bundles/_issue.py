@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import logging
 import re
 import time
@@ -16,10 +15,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shared.auth import Caller
-from shared.b64url import b64url_encode
 from shared.bundles._batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
-from shared.bundles._signing import SigningKey, get_signing_keys
+from shared.bundles._signing import get_signing_keys, sign_compact_jws
 from shared.errors import BadRequest, Forbidden
 from shared.ids import parse_guid
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
@@ -115,7 +113,7 @@ async def issue_bundle(
         "nonce": request.nonce,
         "ccmsetup": _ccmsetup_claim(settings),
     }
-    jws = await sign_compact_jws(claims, keys.current)
+    jws = await sign_compact_jws(claims, keys.current, typ=BUNDLE_TYPE)
     bundle = IssuedBundle(
         jws=jws,
         jti=jti,
@@ -131,17 +129,6 @@ async def issue_bundle(
 def _ccmsetup_claim(settings: Settings) -> dict[str, object]:
     """The same for every bundle of these settings: built once (read-only, only serialized)."""
     return CcmsetupCommand.from_settings(settings).as_claim()
-
-
-async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey) -> str:
-    header = {"alg": "RS256", "typ": BUNDLE_TYPE, "kid": key.public.kid}
-    signing_input = f"{_b64json(header)}.{_b64json(claims)}"
-    signature = await key.sign(signing_input.encode("ascii"))
-    return f"{signing_input}.{b64url_encode(signature)}"
-
-
-def _b64json(value: Mapping[str, Any]) -> str:
-    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -87,6 +87,19 @@ class SigningKeys:
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         published = [self.current.public] + ([self.next] if self.next else [])
         return {"keys": [key.jwk() for key in published]}
+
+
+async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey, *, typ: str) -> str:
+    """The one JWS builder: RS256, `typ` as given, `kid` the key's RFC 7638 thumbprint; no
+    `jku`/`x5u`/`x5c`, so a verifier takes the key from its own pinned set, never from us."""
+    header = {"alg": "RS256", "typ": typ, "kid": key.public.kid}
+    signing_input = f"{_b64json(header)}.{_b64json(claims)}"
+    signature = await key.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{b64url_encode(signature)}"
+
+
+def _b64json(value: Mapping[str, Any]) -> str:
+    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def rfc7638_thumbprint(key: rsa.RSAPublicKey) -> str:

@@ -157,6 +157,28 @@ async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: BundleServic
     assert key["kid"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+async def test_signed_jwks_is_the_jwks_signed_by_its_current_key(service: BundleService):
+    jwks = await service.jwks()
+    response = await service.http.get(service.host.url("/api/jwks/signed"))
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/jose")
+    [key] = jwks["keys"]
+    header = jwt.get_unverified_header(response.text)
+    assert header == {"alg": "RS256", "typ": "cmboot-jwks+jwt", "kid": key["kid"]}
+    claims = jwt.decode(response.text, jwt.PyJWK(key).key, algorithms=["RS256"])
+    assert claims["keys"] == jwks["keys"]
+    assert claims["iat"] <= time.time() < claims["exp"]
+
+
+async def test_another_jwks_variant_is_404_problem_json(service: BundleService):
+    response = await service.http.get(service.host.url("/api/jwks/unsigned"))
+
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.json()["status"] == 404
+
+
 # -- 403: valid tokens that are not allowed -------------------------------------------------------
 async def test_token_of_another_client_app_is_forbidden(service: BundleService):
     device = new_device()

@@ -12,7 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.auth import parse_jwks
-from shared.bundles import load_signing_keys, rfc7638_thumbprint, sign_compact_jws
+from shared.bundles import (
+    BUNDLE_TYPE,
+    JWKS_TYPE,
+    SIGNED_JWKS_LIFETIME_SECONDS,
+    load_signing_keys,
+    rfc7638_thumbprint,
+    sign_compact_jws,
+    sign_jwks,
+)
 from shared.errors import SettingError
 from shared.settings import Settings
 from tests.support.settings import product_env
@@ -55,7 +63,7 @@ async def test_bundle_jws_verifies_with_the_published_jwks_only(tmp_path: Path):
     keys = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
     )
-    jws = await sign_compact_jws({"aud": "ccmsetup", "sub": "d"}, keys.current)
+    jws = await sign_compact_jws({"aud": "ccmsetup", "sub": "d"}, keys.current, typ=BUNDLE_TYPE)
 
     header = jwt.get_unverified_header(jws)
     published = parse_jwks(keys.jwks())
@@ -71,7 +79,7 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     write_pem(old)
     write_pem(new)
     before = await load_signing_keys(settings_with(BUNDLE_SIGNING_KEY_FILE=str(old)))
-    old_bundle = await sign_compact_jws({"aud": "ccmsetup"}, before.current)
+    old_bundle = await sign_compact_jws({"aud": "ccmsetup"}, before.current, typ=BUNDLE_TYPE)
 
     # Step 1: announce the new key. Step 2: swap, the old key stays published as NEXT.
     announced = await load_signing_keys(
@@ -80,7 +88,7 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     swapped = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(new), BUNDLE_SIGNING_NEXT_KEY_FILE=str(old))
     )
-    new_bundle = await sign_compact_jws({"aud": "ccmsetup"}, swapped.current)
+    new_bundle = await sign_compact_jws({"aud": "ccmsetup"}, swapped.current, typ=BUNDLE_TYPE)
 
     assert [k["kid"] for k in announced.jwks()["keys"]] == [
         before.current.public.kid,
@@ -90,6 +98,37 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     for bundle in (old_bundle, new_bundle):
         kid = jwt.get_unverified_header(bundle)["kid"]
         jwt.decode(bundle, published[kid], algorithms=["RS256"], audience="ccmsetup")
+
+
+async def test_signed_jwks_is_the_published_set_signed_by_the_current_key(tmp_path: Path):
+    current, upcoming = tmp_path / "current.pem", tmp_path / "next.pem"
+    write_pem(current)
+    write_pem(upcoming)
+    keys = await load_signing_keys(
+        settings_with(
+            BUNDLE_SIGNING_KEY_FILE=str(current), BUNDLE_SIGNING_NEXT_KEY_FILE=str(upcoming)
+        )
+    )
+
+    jws = await sign_jwks(keys, now=1_700_000_000)
+
+    header = jwt.get_unverified_header(jws)
+    assert header == {"alg": "RS256", "typ": JWKS_TYPE, "kid": keys.current.public.kid}
+    claims = jwt.decode(
+        jws,
+        keys.current.public.key,
+        algorithms=["RS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims == {
+        **keys.jwks(),
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_000 + SIGNED_JWKS_LIFETIME_SECONDS,
+    }
+    assert len(claims["keys"]) == 2
+    assert keys.next is not None
+    with pytest.raises(jwt.InvalidSignatureError):  # the next key never signs
+        jwt.decode(jws, keys.next.key, algorithms=["RS256"], options={"verify_exp": False})
 
 
 async def test_development_key_is_generated_once_private_and_reused(tmp_path: Path):
