@@ -404,7 +404,7 @@ async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service
 def run_client(service: BundleService, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "CMBOOTSTRAP_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "client/cmbootstrap_client.py", "--api", service.host.url("/api"), *args],
+        [sys.executable, "client/cmbootstrap_client.py", *args, "--api", service.host.url("/api")],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -414,41 +414,46 @@ def run_client(service: BundleService, token: str, *args: str) -> subprocess.Com
     )
 
 
-async def test_reference_client_pins_the_jwks_verifies_and_builds_argv(
+async def test_reference_client_pins_once_then_verifies_and_builds_argv(
     service: BundleService, tmp_path: Path
 ):
     device = new_device()
     pinned = tmp_path / "jwks.json"
     token = service.issuer.mint_access_token()
+    install = ("bundle", "--auth", "user", "--device-id", device, "--jwks", str(pinned), "--json")
 
-    first = run_client(
-        service, token, "--device-id", device, "--jwks", str(pinned), "--trust-jwks-url", "--json"
-    )
-    again = run_client(service, token, "--device-id", device, "--jwks", str(pinned), "--json")
+    first = run_client(service, token, "pin", "--out", str(pinned))
+    run = run_client(service, token, *install)
 
     assert first.returncode == 0, first.stderr
-    assert again.returncode == 0, again.stderr
-    output = json.loads(again.stdout)
+    [key] = (await service.jwks())["keys"]
+    assert f"{key['kid']}  current (signs)" in first.stdout
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
     assert output["argv"] == [
         "ccmsetup.exe",
         "/NoCrlCheck",
         f"/Source:{SOURCE}",
         *(f"{name}={value}" for name, value in EXPECTED_PROPERTIES.items()),
     ]
-    assert len(await service.audit_rows(device)) == 2
-    assert token not in first.stdout + first.stderr
+    assert len(await service.audit_rows(device)) == 1
+    assert token not in first.stdout + first.stderr + run.stdout + run.stderr
 
 
-async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
+async def test_reference_client_keeps_its_pin_against_a_set_it_cannot_verify(
     service: BundleService, tmp_path: Path
 ):
     other = SigningKey.generate().public_jwk()
     pinned = tmp_path / "jwks.json"
     pinned.write_text(json.dumps({"keys": [other]}))
+    before = pinned.read_bytes()
 
     result = run_client(
         service,
         service.issuer.mint_access_token(),
+        "bundle",
+        "--auth",
+        "user",
         "--device-id",
         new_device(),
         "--jwks",
@@ -456,4 +461,26 @@ async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
     )
 
     assert result.returncode == 2
-    assert "kid is not in the pinned JWK Set" in result.stderr
+    assert "key set not updated (signed by a key that is not pinned)" in result.stderr
+    assert "kid is not in the pinned key set" in result.stderr
+    assert pinned.read_bytes() == before
+
+
+async def test_reference_client_without_a_pin_says_how_to_make_one(
+    service: BundleService, tmp_path: Path
+):
+    result = run_client(
+        service,
+        service.issuer.mint_access_token(),
+        "bundle",
+        "--auth",
+        "user",
+        "--device-id",
+        new_device(),
+        "--jwks",
+        str(tmp_path / "missing.json"),
+    )
+
+    assert result.returncode == 3
+    assert "create it once with `pin`" in result.stderr
+    assert not (tmp_path / "missing.json").exists()

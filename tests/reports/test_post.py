@@ -190,6 +190,8 @@ async def test_reference_client_reports_a_hybrid_joined_device(
                 "failed",
                 "--exit-code",
                 str(0x80070005),
+                "--auth",
+                "user",
                 "--token-file",
                 str(token_file),
             ],
