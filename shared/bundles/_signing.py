@@ -1,16 +1,19 @@
 """Bundle-signing keys: Azure Key Vault, a PEM file, or (Development only) a generated key.
 
-`SigningKeys.current` signs; `/api/jwks` publishes it and, during a rotation, the second key
-(`BUNDLE_SIGNING_NEXT_KEY_ID` / `_FILE`), which verifies but never signs. Rotation:
-  1. put the new key in the NEXT setting; devices refresh their pinned JWKS (both keys);
-  2. swap: the new key becomes BUNDLE_SIGNING_KEY_*, the old one moves to NEXT, so bundles it
-     signed keep verifying until they expire (at most BUNDLE_TTL_MINUTES);
+`SigningKeys.current` signs bundles and the signed key set (`/api/jwks/signed`); `/api/jwks`
+publishes it and, during a rotation, the second key (`BUNDLE_SIGNING_NEXT_KEY_ID` / `_FILE`),
+which verifies but never signs. Rotation (README "Rotating the bundle-signing key"):
+  1. put the new key in the NEXT setting; devices re-pin both from the set the old key signs;
+  2. swap: the new key becomes BUNDLE_SIGNING_KEY_*, the old one moves to NEXT (now the previous
+     key), so bundles it signed keep verifying until they expire (at most BUNDLE_TTL_MINUTES)
+     and devices follow the set the new key signs;
   3. after that TTL, remove the NEXT setting.
 `kid` is the RFC 7638 thumbprint of the public key, so it names the key itself, not a setting.
 
 With Key Vault the private key never leaves the vault: one `sign` call per bundle (well inside
-the vault's RSA-operation limits); the public key is read once with `get_key` and cached, and
-the key id is pinned to the version read then, so signature and published key always match.
+the vault's RSA-operation limits); the public key is read once with `get_key` and cached. The
+key ids are versioned (Settings refuses a versionless one), so signature and published key
+always match and a version the vault makes later never signs until an operator rotates.
 """
 
 from __future__ import annotations
