@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from shared.auth import Caller
 from shared.b64url import b64url_encode
-from shared.bundles._batching import Coalescer
+from shared.batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import SigningKey, get_signing_keys
 from shared.errors import BadRequest, Forbidden
