@@ -15,7 +15,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shared.auth import Caller
-from shared.bundles._batching import Coalescer
+from shared.batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import get_signing_keys, sign_compact_jws
 from shared.errors import BadRequest, Forbidden
