@@ -10,7 +10,6 @@ import hashlib
 import json
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from client.cmbootstrap_client import (
     Credentials,
@@ -32,7 +30,9 @@ from client.cmbootstrap_client import (
     read_pin,
     write_pin,
 )
+from shared.auth import ProofRequest, ProofVerifier, registered_key_matches
 from shared.bundles import PublicKey, SigningKey, SigningKeys, sign_compact_jws, sign_jwks
+from tests.support.devices import DeviceIdentity
 
 NOW = int(time.time())
 API = "https://cmboot.contoso.example/api"
@@ -43,23 +43,14 @@ def b64url_sha256(raw: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def device() -> DeviceCredential:
-    """An Entra-style device certificate: CN=<deviceId>, issued by MS-Organization-Access."""
-    issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    device_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MS-Organization-Access")]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(issuer_key, hashes.SHA256())
-    )
-    return DeviceCredential(certificate=certificate, private_key=key)
+def identity() -> DeviceIdentity:
+    """An Entra-style device: CN=<deviceId>, issued by MS-Organization-Access, registered key."""
+    return DeviceIdentity.generate()
+
+
+@pytest.fixture(scope="module")
+def device(identity: DeviceIdentity) -> DeviceCredential:
+    return DeviceCredential(certificate=identity.certificate, private_key=identity.key)
 
 
 def verified_proof(proof: str, device: DeviceCredential) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,6 +76,33 @@ def test_bundle_proof_carries_the_contract_header_and_claims(device: DeviceCrede
     assert abs(claims["iat"] - time.time()) < 5
     assert uuid.UUID(claims["jti"]).version == 4
     assert claims["nonce"] == "n0nce-abc"
+
+
+@pytest.mark.parametrize("auth", ["device", "device+user"])
+def test_the_service_accepts_the_clients_proofs_and_finds_the_registered_key(
+    device: DeviceCredential, identity: DeviceIdentity, auth: str
+):
+    """The server's own verifier (shared.auth), on a bundle request and on a report."""
+    credentials = Credentials(auth=auth, device=device, token="eyJ.token.sig")
+    token = "eyJ.token.sig" if auth == "device+user" else None
+    bundle_url = f"{API}/bundle?deviceId={identity.device_id}&nonce=n0nce-abcdef"
+    body = b'{"reportId": "x"}'
+    verifier = ProofVerifier(["cmboot.contoso.example"])
+
+    bundle = verifier.verify(
+        credentials.headers("GET", bundle_url, nonce="n0nce-abcdef")["Device-Proof"],
+        ProofRequest(
+            "GET", bundle_url, identity.device_id, nonce="n0nce-abcdef", bearer_token=token
+        ),
+    )
+    report = verifier.verify(
+        credentials.headers("POST", f"{API}/reports", body=body)["Device-Proof"],
+        ProofRequest("POST", f"{API}/reports", body=body, bearer_token=token),
+    )
+
+    assert bundle.device_id == report.device_id == identity.device_id
+    [registered] = identity.alternative_security_ids()
+    assert registered_key_matches(registered["key"], bundle.thumbprint, bundle.public_key_sha256)
 
 
 def test_each_proof_has_its_own_jti(device: DeviceCredential):
