@@ -160,7 +160,7 @@ function Read-SignedJwks([string] $Jws, [hashtable] $Trusted) {
         if ($jwk.kty -cne 'RSA' -or [string] $jwk.kid -cne (Get-JwkThumbprint $jwk)) { throw 'Key set refused: a key whose kid is not its RFC 7638 thumbprint.' }
     }
     if (-not (Get-JwkMap $claims).ContainsKey($verified.Kid)) { throw 'Key set refused: the signing key is not in the set it signs.' }
-    return @{ Keys = $keys; IssuedAt = [long] $claims.iat; Signer = $verified.Kid }
+    return @{ Jwks = $keys; IssuedAt = [long] $claims.iat; Signer = $verified.Kid }
 }
 
 # The install path's only key update: a newer set signed by a pinned key replaces the pin.
@@ -171,13 +171,19 @@ function Update-PinnedJwks([string] $ApiBaseUrl, [string] $Path) {
     if ((Get-JsonNames $pin) -contains 'iat') { $pinnedAt = [long] $pin.iat }
     try {
         $jws = Invoke-BootstrapRequest 'GET' "$ApiBaseUrl/jwks/signed" @{} $null 'application/jose'
-        $signed = Read-SignedJwks $jws (Get-JwkMap $pin)
-        if ($signed.IssuedAt -lt $pinnedAt) { throw 'Key set refused: older than the pinned key set (a replayed set?).' }
+        $pinnedKeys = Get-JwkMap $pin
+        $signed = Read-SignedJwks $jws $pinnedKeys
+        if ($signed.IssuedAt -lt $pinnedAt) {
+            # The same keys signed earlier (by another instance) change nothing; other keys do.
+            $sameKeys = (@($pinnedKeys.Keys | Sort-Object) -join ',') -ceq (@((Get-JwkMap ([pscustomobject] @{ keys = $signed.Jwks })).Keys | Sort-Object) -join ',')
+            if ($sameKeys) { return $pin }
+            throw 'Key set refused: older than the pinned key set (a replayed set?).'
+        }
     } catch {
         Write-Warning "Key set not updated ($($_.Exception.Message)); the pin is unchanged."
         return $pin
     }
-    Save-PinnedJwks $Path $signed.Keys $signed.IssuedAt
+    Save-PinnedJwks $Path $signed.Jwks $signed.IssuedAt
     return Read-PinnedJwks $Path
 }
 

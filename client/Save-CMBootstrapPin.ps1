@@ -33,10 +33,10 @@ if ($parts.Count -ne 3) { throw 'Key set refused: not a compact JWS.' }
 # No trust yet: the set may only be signed by a key it lists itself (consistency, not trust).
 $signed = Read-SignedJwks $jws (Get-JwkMap (ConvertFrom-JsonBase64Url $parts[1]))
 $OutFile = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($OutFile)
-Save-PinnedJwks $OutFile $signed.Keys $signed.IssuedAt
-Write-Output "pinned $(@($signed.Keys).Count) key(s) into $OutFile; compare each RFC 7638 thumbprint"
+Save-PinnedJwks $OutFile $signed.Jwks $signed.IssuedAt
+Write-Output "pinned $(@($signed.Jwks).Count) key(s) into $OutFile; compare each RFC 7638 thumbprint"
 Write-Output 'out of band (the kid of /api/jwks from another network, or BundleIssuance.kid):'
-foreach ($jwk in $signed.Keys) {
+foreach ($jwk in $signed.Jwks) {
     $thumbprint = Get-JwkThumbprint $jwk
     $role = 'published'
     if ($thumbprint -ceq $signed.Signer) { $role = 'current (signs)' }

@@ -8,7 +8,9 @@ reads the set through a cache, still accepts it; short enough that a captured ol
 still listing a retired key, cannot be replayed to devices for longer than a day (devices also
 refuse a set older than the one they pinned). One signature per process and hour, not per
 request: with Key Vault every signature counts against the vault's per-10-s sign limit, and a set
-signed at most an hour ago has at least 23 h left.
+signed at most an hour ago has at least 23 h left. `iat` is the start of the hour, so every
+instance serves the same `iat` for the same keys and a device moving between instances does not
+meet a set older than the one it pinned.
 """
 
 from __future__ import annotations
@@ -40,21 +42,18 @@ class _Signed:
 
 
 class _SignedJwksCache:
-    """The last signed set of one event loop; re-signed when an hour old or the keys changed."""
+    """The last signed set of one event loop; re-signed each hour or when the keys changed."""
 
     def __init__(self) -> None:
         self._signed: _Signed | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, keys: SigningKeys, now: int) -> str:
+        hour = now - now % RESIGN_AFTER_SECONDS
         async with self._lock:  # concurrent first callers share one signature
             signed = self._signed
-            if (
-                signed is None
-                or signed.keys is not keys
-                or now - signed.signed_at >= (RESIGN_AFTER_SECONDS)
-            ):
-                signed = _Signed(keys, await sign_jwks(keys, now=now), now)
+            if signed is None or signed.keys is not keys or signed.signed_at != hour:
+                signed = _Signed(keys, await sign_jwks(keys, now=hour), hour)
                 self._signed = signed
             return signed.jws
 

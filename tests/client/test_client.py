@@ -228,6 +228,16 @@ def test_a_set_signed_by_a_pinned_key_is_followed_through_a_whole_rotation(keys:
     assert pin["iat"] == NOW
 
 
+def test_the_same_keys_signed_earlier_by_another_instance_change_nothing(keys: Any):
+    first, second, _ = keys
+    announced = SigningKeys(first, next=second.public)
+    pin = first_setup_pin(_run(sign_jwks(announced, now=NOW)), now=NOW)
+
+    assert follow_rotation(pin, _run(sign_jwks(announced, now=NOW - 3600)), now=NOW) == pin
+    with pytest.raises(KeySetRefused, match="older than the pinned"):  # other keys: refused
+        follow_rotation(pin, _run(sign_jwks(SigningKeys(first), now=NOW - 3600)), now=NOW)
+
+
 def test_a_device_that_missed_the_announcement_cannot_follow_the_swap(keys: Any):
     first, second, _ = keys
     pin = first_setup_pin(_run(sign_jwks(SigningKeys(first), now=NOW - 30)), now=NOW)
