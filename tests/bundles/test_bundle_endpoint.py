@@ -86,6 +86,7 @@ async def service(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=module_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",  # the user-token path; device proofs: tests/device_trust
         BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
         CCMSETUP_SOURCE=SOURCE,
         CCMSETUP_NO_CRL_CHECK="true",
