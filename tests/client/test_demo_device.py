@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,9 +23,10 @@ import pytest
 from devhost.azurite import Azurite, free_port, running_azurite
 from tests.fakes.demo import demo_device, demo_servers
 from tests.support.devhost import REPO_ROOT, DevHostProcess
-from tests.support.settings import product_env
+from tests.support.settings import TENANT_ID, product_env
 
 MODES = ("device", "user", "device+user")
+DSREGCMD = REPO_ROOT / "tests" / "reports" / "data" / "dsregcmd_hybrid_joined.txt"
 BASH = shutil.which("bash") or "/bin/bash"
 
 
@@ -96,3 +98,14 @@ def test_the_printed_commands_fetch_and_verify_a_bundle_in_every_mode(
             bundle = json.loads(run.stdout)
             assert bundle["claims"]["sub"] == device_id, mode
             assert bundle["argv"][0] == "ccmsetup.exe"
+
+        # The status reporter proves the same device, its proof bound to the exact body.
+        report = run_printed(
+            f"python -m client.cmbootstrap_report --api {hosts['device'].url('/api')} "
+            f"--dsregcmd {DSREGCMD} --stage bundle-received --device-id {device_id} "
+            f"--tenant-id {TENANT_ID} --auth device --cert {folder / 'device.crt'} "
+            f"--key {folder / 'device.key'}",
+            token.group(1),
+        )
+        assert report.returncode == 0, report.stderr
+        assert uuid.UUID(report.stdout.strip())
