@@ -161,6 +161,7 @@ $status = $null
 if (Test-Path $dsregcmdScript) { . $dsregcmdScript; $status = Get-DsregcmdStatus }
 if (-not $DeviceId -and $status) { $DeviceId = $status['DeviceId'] }
 if (-not $DeviceId) { throw 'No -DeviceId given and dsregcmd shows none.' }
+$DeviceId = ([guid] $DeviceId).ToString()  # the canonical lower-case form the proof carries
 $certificate = $null
 if ($Auth -ne 'user') { $certificate = Find-DeviceCertificate $DeviceId }
 $token = $null

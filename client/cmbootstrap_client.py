@@ -533,6 +533,7 @@ def _update_pin(args: argparse.Namespace, pin: dict[str, Any]) -> dict[str, Any]
 def _bundle(args: argparse.Namespace) -> int:
     credentials = credentials_from(args)
     device_id = args.device_id or (credentials.device.device_id if credentials.device else "")
+    device_id = device_id.lower()
     if not device_id:
         raise ServiceError("--device-id is needed when no device certificate is given")
     pin = _update_pin(args, read_pin(args.jwks))

@@ -174,7 +174,9 @@ def demo_device(folder: Path = DEMO_DEVICE_FOLDER) -> DeviceIdentity:
 def demo_device_commands(api_url: str, folder: Path, device_id: str) -> dict[str, str]:
     """The reference client's first-setup pin and, per BOOTSTRAP_AUTH mode, the one command
     that fetches and verifies a bundle (the user modes read $DEVICE_TOKEN, printed above)."""
-    client = "python client/cmbootstrap_client.py"
+    client = "python client/cmbootstrap_client.py"  # run from the repository root
+    if folder.is_relative_to(REPO_ROOT):
+        folder = folder.relative_to(REPO_ROOT)
     pin = shlex.quote(str(folder / "pinned-jwks.json"))
     device = (
         f"--cert {shlex.quote(str(folder / 'device.crt'))} "
