@@ -89,23 +89,32 @@ def test_the_printed_commands_fetch_and_verify_a_bundle_in_every_mode(
         assert pinned.returncode == 0, pinned.stderr
         assert "current (signs)" in pinned.stdout
 
+        commands = {}
         for mode in MODES:
             printed = re.search(rf"BOOTSTRAP_AUTH={re.escape(mode)}:.*\n    (.+)", text)
             assert printed is not None, mode
-            command = printed.group(1).replace(hosts["device"].url("/api"), hosts[mode].url("/api"))
-            run = run_printed(command + " --json", token.group(1))
+            api = hosts[mode].url("/api")
+            commands[mode] = printed.group(1).replace(hosts["device"].url("/api"), api) + " --json"
+        # The status reporter proves the same device, its proof bound to the exact body.
+        commands["report"] = (
+            f"python -m client.cmbootstrap_report --api {hosts['device'].url('/api')} "
+            f"--dsregcmd {DSREGCMD} --stage bundle-received --device-id {device_id} "
+            f"--tenant-id {TENANT_ID} --auth device --cert {folder / 'device.crt'} "
+            f"--key {folder / 'device.key'}"
+        )
+        with ThreadPoolExecutor(len(commands)) as pool:  # independent: run them together
+            secret = token.group(1)
+            futures = {
+                name: pool.submit(run_printed, line, secret) for name, line in commands.items()
+            }
+            runs = {name: future.result() for name, future in futures.items()}
+
+        for mode in MODES:
+            run = runs[mode]
             assert run.returncode == 0, f"{mode}: {run.stderr}"
             bundle = json.loads(run.stdout)
             assert bundle["claims"]["sub"] == device_id, mode
             assert bundle["argv"][0] == "ccmsetup.exe"
-
-        # The status reporter proves the same device, its proof bound to the exact body.
-        report = run_printed(
-            f"python -m client.cmbootstrap_report --api {hosts['device'].url('/api')} "
-            f"--dsregcmd {DSREGCMD} --stage bundle-received --device-id {device_id} "
-            f"--tenant-id {TENANT_ID} --auth device --cert {folder / 'device.crt'} "
-            f"--key {folder / 'device.key'}",
-            token.group(1),
-        )
+        report = runs["report"]
         assert report.returncode == 0, report.stderr
         assert uuid.UUID(report.stdout.strip())
