@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -25,6 +26,7 @@ from client.cmbootstrap_client import (
     DeviceCredential,
     KeySetRefused,
     ServiceError,
+    fetch_bundle,
     first_setup_pin,
     follow_rotation,
     read_pin,
@@ -33,6 +35,7 @@ from client.cmbootstrap_client import (
 from shared.auth import ProofRequest, ProofVerifier, registered_key_matches
 from shared.bundles import PublicKey, SigningKey, SigningKeys, sign_compact_jws, sign_jwks
 from tests.support.devices import DeviceIdentity
+from tests.support.loopback import LoopbackServer
 
 NOW = int(time.time())
 API = "https://cmboot.contoso.example/api"
@@ -310,3 +313,33 @@ def _with_header(jws: str, key: SigningKey, **extra: str) -> str:
 
 def _run(awaitable: Any) -> Any:
     return asyncio.run(awaitable)
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+class Redirecting(LoopbackServer):
+    """Answers /api/bundle with a redirect to /elsewhere and records who came to /elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followed: list[dict[str, str]] = []
+
+    def build_app(self) -> web.Application:
+        async def bundle(request: web.Request) -> web.StreamResponse:
+            raise web.HTTPFound(f"{self.base_url}/elsewhere")
+
+        async def elsewhere(request: web.Request) -> web.StreamResponse:
+            self.followed.append(dict(request.headers))
+            return web.Response(text="eyJ.x.y")
+
+        app = web.Application()
+        app.router.add_get("/api/bundle", bundle)
+        app.router.add_get("/elsewhere", elsewhere)
+        return app
+
+
+def test_credentials_never_follow_a_redirect(device: DeviceCredential):
+    credentials = Credentials(auth="device+user", device=device, token="eyJ.token.sig")
+    with Redirecting() as server:
+        with pytest.raises(ServiceError, match="answered 302"):
+            fetch_bundle(f"{server.base_url}/api", credentials, device.device_id, "n0nce-abc")
+        assert server.followed == []
