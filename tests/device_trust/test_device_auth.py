@@ -4,6 +4,7 @@ Clocks are injected, so the 60 s cache is tested without waiting for it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -230,6 +231,22 @@ async def test_jti_is_single_use_across_guards_sharing_a_table(storage: Storage)
     assert await first.first_use(device, jti, iat)
     assert not await second.first_use(device, jti, iat)  # another instance sees the replay
     assert await second.first_use(other, jti, iat)  # the same jti of another device is its own
+
+
+async def test_concurrent_proofs_share_transactions_and_replays_among_them_are_found(
+    storage: Storage,
+):
+    guard, iat = TableReplayGuard(storage), int(time.time())
+    device = str(uuid.uuid4())
+    jtis = [str(uuid.uuid4()) for _ in range(150)]
+    assert await guard.first_use(device, jtis[0], iat)  # already used before the burst
+
+    # The burst: every jti once, two of them twice (a replay racing its original).
+    burst = jtis + jtis[1:3]
+    results = await asyncio.gather(*(guard.first_use(device, jti, iat) for jti in burst))
+
+    fresh = [jti for jti, first in zip(burst, results, strict=True) if first]
+    assert sorted(fresh) == sorted(jtis[1:])  # each new jti exactly once; jtis[0] never again
 
 
 async def test_purge_removes_only_rows_no_proof_can_need(storage: Storage):
