@@ -9,6 +9,11 @@ already there is a replay:
 - RowKey: base64url SHA-256 of `deviceId` + newline + `jti`, so any `jti` a device chooses makes a
   valid key, and two devices choosing the same `jti` never collide.
 
+Concurrent proofs of one window are inserted together (`shared.batching.Coalescer`): one table
+transaction of up to 100 inserts instead of one request each. A transaction is atomic, so when
+one of its rows exists (a replay) it fails as a whole, and its rows are inserted one by one to
+learn which; that happens only for replays.
+
 A row of window W can matter until W + 10 min + 5 min; after that no proof of that window is
 accepted anyway. Partition keys sort by time, so the dead rows are one range query
 (`PartitionKey lt cutoff`), deleted 100 to a transaction (a transaction's limit; every row of a
@@ -27,9 +32,11 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from shared.b64url import b64url_encode
+from shared.batching import Coalescer
 from shared.names import DEVICE_PROOFS
 from shared.storage import Storage, translate_errors
 
@@ -64,21 +71,48 @@ class TableReplayGuard:
         self._clock = clock
         self._next_purge = 0.0
         self._purges: set[asyncio.Task[int]] = set()
+        self._inserts: dict[str, Coalescer[dict[str, object], bool]] = {}
 
     async def first_use(self, device_id: str, jti: str, issued_at: int) -> bool:
-        table = await self._storage.table(DEVICE_PROOFS)
+        window = window_key(issued_at)
+        coalescer = self._inserts.get(window) or self._new_window(window)
         entity = {
-            "PartitionKey": window_key(issued_at),
+            "PartitionKey": window,
             "RowKey": use_key(device_id, jti),
             "deviceId": device_id,
             "iat": issued_at,
         }
+        fresh = await coalescer.submit(entity)
+        if fresh:
+            self._maybe_purge()
+        return fresh
+
+    def _new_window(self, window: str) -> Coalescer[dict[str, object], bool]:
+        """The window's batcher; batchers of windows no proof can use any more are dropped."""
+        oldest = window_key(self._clock() - ROW_LIFETIME_SECONDS)
+        self._inserts = {key: value for key, value in self._inserts.items() if key >= oldest}
+        coalescer = self._inserts[window] = Coalescer(self._insert_all, max_batch=_BATCH)
+        return coalescer
+
+    async def _insert_all(self, entities: list[dict[str, object]]) -> list[bool]:
+        """Insert a batch: all new in one transaction, else each alone to find the replays."""
+        table = await self._storage.table(DEVICE_PROOFS)
+        if len({entity["RowKey"] for entity in entities}) == len(entities):
+            try:
+                async with translate_errors():
+                    await table.submit_transaction([("create", entity) for entity in entities])
+                return [True] * len(entities)
+            except TableTransactionError:
+                pass  # a row exists: find which, one by one
+        return [await self._insert_one(table, entity) for entity in entities]
+
+    @staticmethod
+    async def _insert_one(table: TableClient, entity: dict[str, object]) -> bool:
         try:
             async with translate_errors():
                 await table.create_entity(entity)
         except ResourceExistsError:
             return False
-        self._maybe_purge()
         return True
 
     def _maybe_purge(self) -> None:

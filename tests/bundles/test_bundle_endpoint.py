@@ -143,6 +143,8 @@ async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
     [row] = await service.audit_rows(device)
     assert row["RowKey"] == claims["jti"]
     assert row["oid"] == oid
+    assert row["auth"] == "user"
+    assert "certThumbprint" not in row
     assert row["clientIp"] == "203.0.113.7"
     assert row["issued"] == datetime.fromtimestamp(claims["iat"], UTC)
     assert row["expires"] - row["issued"] == timedelta(minutes=45)
