@@ -21,6 +21,7 @@ from shared.bundles import (
     sign_compact_jws,
     sign_jwks,
 )
+from shared.bundles._jwks import _SignedJwksCache
 from shared.errors import SettingError
 from shared.settings import Settings
 from tests.support.settings import product_env
@@ -129,6 +130,29 @@ async def test_signed_jwks_is_the_published_set_signed_by_the_current_key(tmp_pa
     assert keys.next is not None
     with pytest.raises(jwt.InvalidSignatureError):  # the next key never signs
         jwt.decode(jws, keys.next.key, algorithms=["RS256"], options={"verify_exp": False})
+
+
+async def test_instances_serve_one_iat_per_hour_and_re_sign_each_hour(tmp_path: Path):
+    """Each process caches its signed set; iat is the start of the hour, so two instances (two
+    caches) agree and a device moving between them never meets an older set."""
+    write_pem(tmp_path / "current.pem")
+    keys = await load_signing_keys(
+        settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
+    )
+    hour = 1_700_002_800  # a whole hour
+    first, second = _SignedJwksCache(), _SignedJwksCache()
+
+    early = await first.get(keys, hour + 10)
+    cached = await first.get(keys, hour + 20)
+    late = await second.get(keys, hour + 3500)
+    next_hour = await first.get(keys, hour + 3600)
+
+    def iat(jws: str) -> int:
+        return int(jwt.decode(jws, options={"verify_signature": False})["iat"])
+
+    assert iat(early) == iat(late) == hour
+    assert cached is early  # cached: one signature per process and hour
+    assert iat(next_hour) == hour + 3600
 
 
 async def test_development_key_is_generated_once_private_and_reused(tmp_path: Path):
