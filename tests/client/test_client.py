@@ -8,6 +8,8 @@ import asyncio
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -34,6 +36,7 @@ from client.cmbootstrap_client import (
 )
 from shared.auth import ProofRequest, ProofVerifier, registered_key_matches
 from shared.bundles import PublicKey, SigningKey, SigningKeys, sign_compact_jws, sign_jwks
+from tests.support.devhost import REPO_ROOT
 from tests.support.devices import DeviceIdentity
 from tests.support.loopback import LoopbackServer
 
@@ -343,3 +346,20 @@ def test_credentials_never_follow_a_redirect(device: DeviceCredential):
         with pytest.raises(ServiceError, match="answered 302"):
             fetch_bundle(f"{server.base_url}/api", credentials, device.device_id, "n0nce-abc")
         assert server.followed == []
+
+
+def test_the_device_tools_load_nothing_of_the_server_stack():
+    probe = (
+        "import sys, client.cmbootstrap_client, client.cmbootstrap_report\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'shared', 'azure', 'aiohttp', 'httpx', 'msgraph', 'devhost', 'blueprints', 'tests'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
