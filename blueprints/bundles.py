@@ -1,17 +1,19 @@
-"""`GET /api/bundle` and `GET /api/jwks`: thin adapters over `shared.auth` and `shared.bundles`."""
+"""`GET /api/bundle`, `/api/jwks` and `/api/jwks/signed`: thin adapters over `shared.bundles`."""
 
 import os
 
 import azure.functions as func
 
-from shared.auth import authenticate, require_client_app
+from shared.auth import authenticate_device
 from shared.bundles import (
     BundleRequest,
     bundle_issuer,
     client_ip,
     get_signing_keys,
     issue_bundle,
+    signed_jwks,
 )
+from shared.errors import NotFound
 from shared.http import json_response, problem_boundary
 
 bp = func.Blueprint()
@@ -24,8 +26,7 @@ JOSE: str = "application/jose"
 @problem_boundary
 async def bundle(req: func.HttpRequest) -> func.HttpResponse:
     request = BundleRequest.from_params(req.params)
-    caller = await authenticate(req)
-    require_client_app(caller)
+    caller = await authenticate_device(req, device_id=request.device_id, nonce=request.nonce)
     issued = await issue_bundle(
         caller,
         request,
@@ -38,9 +39,15 @@ async def bundle(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("jwks")
-@bp.route(route="jwks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="jwks/{variant?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @problem_boundary
 async def jwks(req: func.HttpRequest) -> func.HttpResponse:
-    keys = await get_signing_keys()
     # Short caching: devices and proxies pick up a rotation's next key within minutes.
-    return json_response(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    cache = {"Cache-Control": "public, max-age=300"}
+    variant = req.route_params.get("variant")
+    if variant == "signed":
+        return func.HttpResponse(await signed_jwks(), mimetype=JOSE, headers=cache)
+    if variant:
+        raise NotFound("No such key set: /api/jwks serves the JWK Set, /api/jwks/signed a JWS.")
+    keys = await get_signing_keys()
+    return json_response(keys.jwks(), headers=cache)

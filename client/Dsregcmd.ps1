@@ -1,5 +1,5 @@
 # Parse `dsregcmd /status` into a hashtable: the status report's fields plus every key and value.
-# Windows PowerShell 5.1. Mirrors shared/dsregcmd.py (keep the two in step). Dot-source it:
+# Windows PowerShell 5.1. Mirrors client/dsregcmd.py (keep the two in step). Dot-source it:
 #     . "$PSScriptRoot\Dsregcmd.ps1"
 #     $status = Get-DsregcmdStatus            # runs dsregcmd.exe /status
 #     $status = Get-DsregcmdStatus -Text (Get-Content .\dsreg.txt)

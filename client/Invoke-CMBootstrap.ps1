@@ -1,42 +1,55 @@
 <#
 .SYNOPSIS
-    Installs the Configuration Manager client from a signed bundle fetched with an Entra ID token.
+    Installs the Configuration Manager client from a signed bundle; the device proves itself with
+    its Entra ID device certificate.
 
 .DESCRIPTION
-    Windows PowerShell 5.1, no modules: .NET Framework 4.6+ only. Steps:
-      1. take the access token (-AccessToken) or run -TokenCommand to get one;
-      2. GET <api>/bundle?deviceId=..&nonce=<fresh random> with "Authorization: Bearer";
-      3. verify the compact JWS: typ cmboot-bundle+jwt, alg RS256, kid in the PINNED JWK set,
-         RS256 signature, aud ccmsetup, sub = this device, nonce = the one sent, nbf/exp;
+    Windows PowerShell 5.1, no modules: .NET Framework 4.6+ only. Runs as SYSTEM (Intune, GPO
+    startup script, task sequence). Steps:
+      1. key rotation: GET <api>/jwks/signed; the pinned key set (-JwksPath) is replaced only by a
+         set that verifies with a pinned key, is not expired and not older than the pin;
+         otherwise the pin stays as it was. Nothing here fetches keys without that check: the
+         first pin comes from Save-CMBootstrapPin.ps1 (first setup, thumbprints compared out of
+         band) or ships with the deployment;
+      2. GET <api>/bundle?deviceId=..&nonce=<fresh random> with the credentials -Auth names:
+         device (default): a Device-Proof signed with the key of the Entra ID device certificate
+         (Cert:\LocalMachine\My, issuer MS-Organization-Access, subject CN=<deviceId>, TPM or not);
+         no user token exists under SYSTEM and none is needed;
+         user: "Authorization: Bearer <Entra access token>";
+         device+user: both, the proof's ath binding the token;
+      3. verify the compact JWS with the pinned keys: typ cmboot-bundle+jwt, alg RS256, kid (a
+         pinned key's RFC 7638 thumbprint), signature, aud ccmsetup, sub = this device, nonce =
+         the one sent, nbf/exp;
       4. build ccmsetup's arguments from ccmsetup.switches and ccmsetup.properties (never from
-         commandLine), each value checked again, and run ccmsetup.exe;
-      5. POST status reports to <api>/reports (if Dsregcmd.ps1 is beside this script):
-         bundle-received before ccmsetup runs; then installed (with the client version, once the
-         ConfigMgr client answers in WMI), installing (ccmsetup is still working, or exit code 7:
-         a restart is required) or failed.
+         commandLine), each value checked again; check ccmsetup.exe's Authenticode signature
+         (Valid, signed by Microsoft Corporation) and keep it open against replacement until it
+         has started; run it;
+      5. POST status reports to <api>/reports with the same credentials (the proof carries
+         bodySha256 of the exact body): bundle-received before ccmsetup runs; then installed
+         (with the client version, once the ConfigMgr client answers in WMI), installing
+         (ccmsetup is still working, or exit code 7: a restart is required) or failed.
 
-    Pinning: the first time, or after the service announced a key rotation, run with
-    -RefreshJwks to download <api>/jwks into -JwksPath over HTTPS. Check the file (or ship it
-    with your deployment tooling) - afterwards only the pinned keys are trusted.
-
-    Token: the bundle endpoint needs an Entra access token for the server app (AADRESOURCEURI)
-    issued to the native client app (AADCLIENTAPPID). Acquire it with your tooling (for
-    example MSAL with the device user's account) and pass it as -AccessToken, or pass a
-    -TokenCommand script block that prints it. The token is never written to disk or output.
+    Token (user modes only): never on this script's command line (other users can read process
+    command lines). Either -TokenCommand, a script block that prints it, -TokenCommandPath, a
+    program or script that prints it, or the environment variable -TokenVariable names
+    (CMBOOTSTRAP_TOKEN by default). It is never written to disk or output, and never sent to a
+    redirect: requests do not follow redirects at all.
 
 .EXAMPLE
-    .\Invoke-CMBootstrap.ps1 -ApiBaseUrl https://contoso-cmboot.azurewebsites.net/api `
-        -JwksPath C:\ProgramData\CMBootstrap\jwks.json -RefreshJwks `
-        -TokenCommand { & C:\Tools\Get-EntraToken.ps1 } -CcmsetupPath C:\CLIENT\ccmsetup.exe
+    # Intune / GPO / task sequence, as SYSTEM, BOOTSTRAP_AUTH=device
+    powershell.exe -ExecutionPolicy Bypass -File .\Invoke-CMBootstrap.ps1 `
+        -ApiBaseUrl https://contoso-cmboot.azurewebsites.net/api `
+        -JwksPath C:\ProgramData\CMBootstrap\pinned-jwks.json -CcmsetupPath C:\CLIENT\ccmsetup.exe
 #>
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)] [string] $ApiBaseUrl,
     [Parameter(Mandatory = $true)] [string] $JwksPath,
-    [string] $AccessToken,
-    [scriptblock] $TokenCommand,
+    [ValidateSet('device', 'user', 'device+user')] [string] $Auth = 'device',
     [string] $DeviceId,
-    [switch] $RefreshJwks,
+    [scriptblock] $TokenCommand,
+    [string] $TokenCommandPath,
+    [string] $TokenVariable = 'CMBOOTSTRAP_TOKEN',
     [string] $CcmsetupPath = (Join-Path $PSScriptRoot 'ccmsetup.exe'),
     [switch] $NoRun,
     # ccmsetup.exe hands the install to its service and exits; wait this long for the client.
@@ -48,54 +61,28 @@ $ErrorActionPreference = 'Stop'
 [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
 $ApiBaseUrl = $ApiBaseUrl.TrimEnd('/')
 if (-not $ApiBaseUrl.StartsWith('https://', [StringComparison]::OrdinalIgnoreCase)) { throw 'ApiBaseUrl must be an https URL.' }
+. (Join-Path $PSScriptRoot 'CMBootstrap.Device.ps1')
 $AllowedProperties = @('CCMHOSTNAME', 'SMSSiteCode', 'SMSMP', 'AADTENANTID', 'AADTENANTNAME', 'AADCLIENTAPPID', 'AADRESOURCEURI')
 $Unsafe = '["\x00-\x1f\x7f%^&|<>!]'
-$ClockSkewSeconds = 300
 
-function ConvertFrom-Base64Url([string] $Text) {
-    $s = $Text.Replace('-', '+').Replace('_', '/')
-    switch ($s.Length % 4) {
-        1 { throw 'Invalid base64url text.' }
-        2 { $s += '==' }
-        3 { $s += '=' }
+function Get-AccessToken {
+    $token = $null
+    if ($TokenCommand) { $token = [string] (& $TokenCommand) }
+    elseif ($TokenCommandPath) { $token = [string] (& $TokenCommandPath) }
+    else { $token = [Environment]::GetEnvironmentVariable($TokenVariable) }
+    if (-not $token -or -not $token.Trim()) {
+        throw "-Auth $Auth needs an access token: -TokenCommand, -TokenCommandPath or the $TokenVariable environment variable."
     }
-    return , [Convert]::FromBase64String($s)  # the comma keeps byte[] from being unrolled
+    return $token.Trim()
 }
 
-function ConvertTo-Base64Url([byte[]] $Bytes) {
-    return [Convert]::ToBase64String($Bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_')
-}
-
-function New-WebClient([string] $Token) {
-    $client = New-Object System.Net.WebClient
-    $client.Encoding = [Text.Encoding]::UTF8
-    if ($Token) { $client.Headers.Add('Authorization', "Bearer $Token") }
-    return $client
-}
-
-function Test-BundleSignature([string[]] $Parts, $Jwk) {
-    $parameters = New-Object System.Security.Cryptography.RSAParameters
-    $parameters.Modulus = ConvertFrom-Base64Url $Jwk.n
-    $parameters.Exponent = ConvertFrom-Base64Url $Jwk.e
-    $rsa = New-Object System.Security.Cryptography.RSACryptoServiceProvider
-    try {
-        $rsa.ImportParameters($parameters)
-        $signed = [Text.Encoding]::ASCII.GetBytes($Parts[0] + '.' + $Parts[1])
-        return $rsa.VerifyData($signed, 'SHA256', (ConvertFrom-Base64Url $Parts[2]))
-    } finally { $rsa.Dispose() }
-}
-
-function Get-VerifiedBundle([string] $Jws, $Jwks, [string] $Device, [string] $Nonce) {
-    $parts = $Jws.Trim().Split('.')
-    if ($parts.Count -ne 3) { throw 'Bundle refused: not a compact JWS.' }
-    $header = [Text.Encoding]::UTF8.GetString((ConvertFrom-Base64Url $parts[0])) | ConvertFrom-Json
-    if ($header.typ -cne 'cmboot-bundle+jwt') { throw 'Bundle refused: wrong typ.' }
-    if ($header.alg -cne 'RS256') { throw 'Bundle refused: alg is not RS256.' }
-    $jwk = @($Jwks.keys | Where-Object { $_.kty -ceq 'RSA' -and $_.kid -ceq $header.kid })
-    if ($jwk.Count -ne 1) { throw 'Bundle refused: kid is not in the pinned JWK set (use -RefreshJwks after a rotation).' }
-    if (-not (Test-BundleSignature $parts $jwk[0])) { throw 'Bundle refused: bad signature.' }
-    $claims = [Text.Encoding]::UTF8.GetString((ConvertFrom-Base64Url $parts[1])) | ConvertFrom-Json
-    $now = [DateTimeOffset]::UtcNow.ToUnixTimeSeconds()
+function Get-VerifiedBundle([string] $Jws, $Pin, [string] $Device, [string] $Nonce) {
+    $claims = (Read-VerifiedJws $Jws $BundleType (Get-JwkMap $Pin) 'Bundle').Claims
+    $names = Get-JsonNames $claims
+    foreach ($name in @('aud', 'sub', 'nonce', 'nbf', 'exp', 'ccmsetup')) {
+        if ($names -notcontains $name) { throw "Bundle refused: no $name claim." }
+    }
+    $now = Get-UnixTime
     if ($claims.aud -cne 'ccmsetup') { throw 'Bundle refused: aud is not ccmsetup.' }
     if ($claims.sub -ne $Device) { throw 'Bundle refused: sub is not this device.' }
     if ($claims.nonce -cne $Nonce) { throw 'Bundle refused: nonce mismatch (replayed bundle?).' }
@@ -125,7 +112,7 @@ function Get-CcmsetupArguments($Claims) {
 
 function Send-StatusReport([string] $Stage, $ExitCode, $ClientVersion) {
     if (-not $status) { return }
-    $report = @{
+    $report = [ordered] @{
         reportId         = [guid]::NewGuid().ToString()
         deviceId         = $DeviceId
         tenantId         = $claims.tid
@@ -139,10 +126,26 @@ function Send-StatusReport([string] $Stage, $ExitCode, $ClientVersion) {
         reportedAt       = [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [Globalization.CultureInfo]::InvariantCulture)
         dsregcmd         = $status['Values']  # indexer: .Values is the Hashtable's own property
     }
-    $client = New-WebClient $AccessToken
-    $client.Headers.Add('Content-Type', 'application/json')
-    $null = $client.UploadString("$ApiBaseUrl/reports", 'POST', ($report | ConvertTo-Json -Depth 4 -Compress))
+    # The proof's bodySha256 covers exactly these bytes, so they are what is sent.
+    $body = [Text.Encoding]::UTF8.GetBytes((ConvertTo-Json -InputObject $report -Depth 4 -Compress))
+    $url = "$ApiBaseUrl/reports"
+    $headers = Get-AuthHeaders -Auth $Auth -Certificate $certificate -DeviceId $DeviceId -Token $token -Method 'POST' -Url $url -Nonce '' -Body $body
+    $null = Invoke-BootstrapRequest 'POST' $url $headers $body 'application/json'
     Write-Output "status reported: $Stage"
+}
+
+# Valid Authenticode signature by Microsoft Corporation, checked on the file this script holds
+# open (FileShare.Read: nobody can replace or rename it until ccmsetup has started).
+function Assert-MicrosoftSigned([string] $Path) {
+    $signature = Get-AuthenticodeSignature -FilePath $Path
+    if ($signature.Status -ne [Management.Automation.SignatureStatus]::Valid) {
+        throw "ccmsetup.exe refused: its Authenticode signature is $($signature.Status) ($($signature.StatusMessage))."
+    }
+    $signer = $signature.SignerCertificate
+    $simple = [Security.Cryptography.X509Certificates.X509NameType]::SimpleName
+    if (-not $signer -or $signer.GetNameInfo($simple, $false) -cne 'Microsoft Corporation' -or $signer.Subject -cnotmatch '(^|,\s*)O=Microsoft Corporation(,|$)') {
+        throw 'ccmsetup.exe refused: not signed by Microsoft Corporation.'
+    }
 }
 
 function Get-ClientVersion {
@@ -158,35 +161,39 @@ $status = $null
 if (Test-Path $dsregcmdScript) { . $dsregcmdScript; $status = Get-DsregcmdStatus }
 if (-not $DeviceId -and $status) { $DeviceId = $status['DeviceId'] }
 if (-not $DeviceId) { throw 'No -DeviceId given and dsregcmd shows none.' }
-if (-not $AccessToken -and $TokenCommand) { $AccessToken = ([string] (& $TokenCommand)).Trim() }
-if (-not $AccessToken) { throw 'Pass -AccessToken or -TokenCommand.' }
+$DeviceId = ([guid] $DeviceId).ToString()  # the canonical lower-case form the proof carries
+$certificate = $null
+if ($Auth -ne 'user') { $certificate = Find-DeviceCertificate $DeviceId }
+$token = $null
+if ($Auth -ne 'device') { $token = Get-AccessToken }
 
 $JwksPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($JwksPath)  # .NET needs a full path
-if ($RefreshJwks) {
-    $jwksText = (New-WebClient $null).DownloadString("$ApiBaseUrl/jwks")
-    $null = $jwksText | ConvertFrom-Json  # must parse before it replaces the pinned file
-    [IO.File]::WriteAllText($JwksPath, $jwksText)
-}
-$jwks = [IO.File]::ReadAllText($JwksPath) | ConvertFrom-Json
+$pin = Update-PinnedJwks $ApiBaseUrl $JwksPath
 
 $nonceBytes = New-Object byte[] 32
 $rng = New-Object System.Security.Cryptography.RNGCryptoServiceProvider
 $rng.GetBytes($nonceBytes)
 $rng.Dispose()
 $nonce = ConvertTo-Base64Url $nonceBytes
+$bundleUrl = "$ApiBaseUrl/bundle"
+$headers = Get-AuthHeaders -Auth $Auth -Certificate $certificate -DeviceId $DeviceId -Token $token -Method 'GET' -Url $bundleUrl -Nonce $nonce -Body $null
 $query = 'deviceId=' + [Uri]::EscapeDataString($DeviceId) + '&nonce=' + $nonce
-$jws = (New-WebClient $AccessToken).DownloadString("$ApiBaseUrl/bundle?$query")
-$claims = Get-VerifiedBundle $jws $jwks $DeviceId $nonce
+$jws = Invoke-BootstrapRequest 'GET' "$bundleUrl`?$query" $headers $null 'application/jose'
+$claims = Get-VerifiedBundle $jws $pin $DeviceId $nonce
 $arguments = Get-CcmsetupArguments $claims
 Write-Output ("ccmsetup.exe " + ($arguments -join ' '))
 if ($NoRun) { return }
 
-Send-StatusReport 'bundle-received' $null $null
-
-# Start-Process joins -ArgumentList with spaces, hence the quoting above. -Wait would also wait
-# for ccmsetup's children; WaitForExit waits for ccmsetup.exe only. Reading Handle first keeps
-# ExitCode available after the process ends (a known Windows PowerShell quirk).
-$process = Start-Process -FilePath $CcmsetupPath -ArgumentList $arguments -PassThru
+$CcmsetupPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($CcmsetupPath)
+$held = [IO.File]::Open($CcmsetupPath, [IO.FileMode]::Open, [IO.FileAccess]::Read, [IO.FileShare]::Read)
+try {
+    Assert-MicrosoftSigned $CcmsetupPath
+    Send-StatusReport 'bundle-received' $null $null
+    # Start-Process joins -ArgumentList with spaces, hence the quoting above. -Wait would also
+    # wait for ccmsetup's children; WaitForExit waits for ccmsetup.exe only. Reading Handle first
+    # keeps ExitCode available after the process ends (a known Windows PowerShell quirk).
+    $process = Start-Process -FilePath $CcmsetupPath -ArgumentList $arguments -PassThru
+} finally { $held.Dispose() }  # once started, the image is mapped and cannot be changed
 $null = $process.Handle
 $process.WaitForExit()
 $exitCode = $process.ExitCode

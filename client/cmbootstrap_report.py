@@ -2,30 +2,38 @@
 code, POSTed to `/api/reports`. What `client/Invoke-CMBootstrap.ps1` does on Windows, in Python.
 
     dsregcmd /status > dsreg.txt
-    CMBOOTSTRAP_TOKEN=<Entra access token> python -m client.cmbootstrap_report \\
-        --api https://<app>.azurewebsites.net/api --dsregcmd dsreg.txt --stage installed \\
-        --exit-code 0 --client-version 5.00.9128.1000 --site-code ABC
+    python -m client.cmbootstrap_report --api https://<app>.azurewebsites.net/api \\
+        --dsregcmd dsreg.txt --stage installed --exit-code 0 \\
+        --client-version 5.00.9128.1000 --site-code ABC --auth device --cert dev.pem --key dev.key
 
-The token comes from the environment (or `--token-file`), never from the command line, where
-other users could read it in the process list.
+Credentials as `client/cmbootstrap_client.py` takes them (`--auth device|user|device+user`): the
+device proof carries `bodySha256`, the SHA-256 of the exact body sent, so the report cannot be
+swapped in transit or replayed with another body. A token comes from the environment
+(CMBOOTSTRAP_TOKEN) or `--token-file`, never from the command line, where other users could read
+it in the process list. Nothing of the server stack is needed on the device.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from shared.dsregcmd import DsregcmdStatus, parse_dsregcmd
-from shared.reports import STAGES, format_utc
+from client.cmbootstrap_client import (
+    Credentials,
+    ServiceError,
+    add_credential_arguments,
+    credentials_from,
+    http_request,
+)
+from client.dsregcmd import DsregcmdStatus, parse_dsregcmd
+
+STAGES: Final = ("bundle-received", "installing", "installed", "failed")
 
 
 class ReportError(Exception):
@@ -66,27 +74,26 @@ def build_report(
         "ccmsetupExitCode": exit_code,
         "clientVersion": client_version,
         "siteCode": site_code,
-        "reportedAt": format_utc(now or datetime.now(UTC)),
+        "reportedAt": (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dsregcmd": status.values,
     }
 
 
-def post_report(api: str, token: str, report: dict[str, Any], *, timeout: float = 30) -> str:
+def post_report(api: str, credentials: Credentials, report: dict[str, Any]) -> str:
     """POST the report; the reportId the service accepted (202), or `ReportError` with why not."""
-    request = urllib.request.Request(  # noqa: S310 (the API URL is the admin's https endpoint)
-        api.rstrip("/") + "/reports",
-        data=json.dumps(report).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    url = api.rstrip("/") + "/reports"
+    body = json.dumps(report).encode()
+    headers = {
+        "Content-Type": "application/json",
+        **credentials.headers("POST", url, body=body),
+    }
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return str(json.load(response)["reportId"])
-    except urllib.error.HTTPError as error:
-        problem = error.read().decode(errors="replace")[:2000]
-        raise ReportError(f"the service answered {error.code}: {problem}") from None
-    except (urllib.error.URLError, TimeoutError) as error:
-        raise ReportError(f"the service could not be reached: {error}") from None
+        answer = http_request("POST", url, headers, body)
+        return str(json.loads(answer)["reportId"])
+    except ServiceError as error:
+        raise ReportError(str(error)) from None
+    except (ValueError, KeyError, TypeError):
+        raise ReportError("the service's answer holds no reportId") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,15 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site-code")
     parser.add_argument("--device-id", help="when dsregcmd shows none")
     parser.add_argument("--tenant-id", help="when dsregcmd shows none")
-    parser.add_argument("--token-file", type=Path, help="default: $CMBOOTSTRAP_TOKEN")
+    add_credential_arguments(parser)
     args = parser.parse_args(argv)
-    token = (
-        args.token_file.read_text().strip()
-        if args.token_file
-        else os.environ.get("CMBOOTSTRAP_TOKEN", "")
-    )
-    if not token:
-        print("no access token: set CMBOOTSTRAP_TOKEN or pass --token-file", file=sys.stderr)
+    try:
+        credentials = credentials_from(args)
+    except (OSError, ServiceError) as error:
+        print(f"report not sent: {error}", file=sys.stderr)
         return 2
     try:
         status = parse_dsregcmd(read_dsregcmd_output(args.dsregcmd))
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             device_id=args.device_id,
             tenant_id=args.tenant_id,
         )
-        report_id = post_report(args.api, token, report)
+        report_id = post_report(args.api, credentials, report)
     except (OSError, ReportError) as error:
         print(f"report not sent: {error}", file=sys.stderr)
         return 1

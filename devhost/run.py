@@ -5,7 +5,8 @@
 3. checks the settings (one line naming a bad one, exit 1);
 4. starts Azurite on its default ports, persisted in `.azurite/`, unless something answers
    there already (then it is reused); only when AzureWebJobsStorage is the development storage;
-5. in Development, starts the loopback demo servers of `tests/fakes/demo.py` when it exists;
+5. in Development, starts the loopback demo servers of `tests/fakes/demo.py` when it exists
+   (demo Graph, identity, Entra issuer, and a demo device with the client commands to try);
 6. runs the development host on `--port` and prints the URLs.
 """
 
@@ -61,14 +62,14 @@ def azurite_for(environ: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def demo_servers_for(settings: Settings, environ: Mapping[str, str]) -> Iterator[None]:
-    """The discovery helper's loopback Graph / identity / issuer servers, when they exist."""
+def demo_servers_for(settings: Settings, environ: Mapping[str, str], port: int) -> Iterator[None]:
+    """The loopback Graph / identity / issuer servers and the demo device, when they exist."""
     if not settings.is_development or importlib.util.find_spec(DEMO_MODULE) is None:
         yield
         return
     from tests.fakes.demo import demo_servers  # type: ignore[import-not-found,unused-ignore]
 
-    with demo_servers(dict(environ)) as lines:
+    with demo_servers(dict(environ), api_url=f"http://{HOST}:{port}/api") as lines:
         for line in lines:
             print(line)
         yield
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HostConfigError, SettingError) as error:
         print(f"setting error: {error}", file=sys.stderr)
         return 1
-    with azurite_for(os.environ), demo_servers_for(settings, os.environ):
+    with azurite_for(os.environ), demo_servers_for(settings, os.environ, args.port):
         return host_main.main(["--port", str(args.port), "--script-root", str(REPO_ROOT)])
 
 

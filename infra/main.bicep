@@ -2,7 +2,7 @@
 // - modules/app.bicep: identity, storage (tables, queues, deployment container), Key Vault and the
 //   bundle signing key, monitoring, Event Grid topic, the Flex Consumption function app, roles.
 // - modules/entra.bicep: server and client app registrations, admin consent, Graph User.Read.All
-//   for the managed identity (Microsoft Graph Bicep extension). Skip it with
+//   and Device.Read.All for the managed identity (Microsoft Graph Bicep extension). Skip it with
 //   MANAGE_ENTRA_APPS=false after running scripts/entra-setup.sh.
 // - events.bicep (not here): Event Grid subscriptions to `discovery_events`, deployed by the
 //   postdeploy hook because an AzureFunction endpoint must exist before it can be subscribed.
@@ -68,10 +68,10 @@ param noCrlCheck bool = false
 @description('BUNDLE_TTL_MINUTES: bundle lifetime.')
 param bundleTtlMinutes int = 30
 
-@description('BUNDLE_SIGNING_KEY_ID pinned to a key version during a rotation (README). Empty: the newest version of the vault key.')
+@description('BUNDLE_SIGNING_KEY_ID: the versioned key id that signs (README "Rotating the bundle-signing key"). Empty only on the first provision: the key created then; its versioned id is output as BUNDLE_SIGNING_KEY_ID, which azd keeps in the environment and passes back on every later provision, so a version the vault makes later never signs until an operator rotates.')
 param signingKeyId string = ''
 
-@description('BUNDLE_SIGNING_NEXT_KEY_ID: second key published in /api/jwks during a rotation. Empty outside one.')
+@description('BUNDLE_SIGNING_NEXT_KEY_ID: versioned id of the second key /api/jwks publishes during a rotation (the next key, then the previous one). Empty outside one.')
 param signingNextKeyId string = ''
 
 @description('DISCOVERY_FULL_SCHEDULE (NCRONTAB, six fields).')
@@ -203,6 +203,9 @@ output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output STORAGE_ACCOUNT_NAME string = app.outputs.storageAccountName
 output KEY_VAULT_NAME string = app.outputs.keyVaultName
 output SIGNING_KEY_LATEST_ID string = app.outputs.signingKeyLatestId
+// The version that signs, kept by azd and passed back as signingKeyId: pinned explicitly.
+output BUNDLE_SIGNING_KEY_ID string = app.outputs.signingKeyId
+output JWKS_SIGNED_URL string = '${app.outputs.functionAppUrl}/api/jwks/signed'
 output DISCOVERY_TOPIC_NAME string = app.outputs.discoveryTopicName
 output DISCOVERY_TOPIC_ENDPOINT string = app.outputs.discoveryTopicEndpoint
 output AAD_TENANT_ID string = tenant().tenantId

@@ -280,13 +280,19 @@ class _Reader:
         value = self.optional(name)
         if value is None:
             return None
-        expected = "a Key Vault key id such as https://<vault>.vault.azure.net/keys/<name>"
+        # Versioned: a version the vault makes later (its rotation policy, `az keyvault key
+        # rotate`) must not sign until an operator rotates, or devices that pinned the current
+        # key would refuse every bundle (README "Rotating the bundle-signing key").
+        expected = (
+            "a versioned Key Vault key id such as "
+            "https://<vault>.vault.azure.net/keys/<name>/<version>"
+        )
         parts = urlsplit(value)
         segments = parts.path.strip("/").split("/")
         ok = parts.scheme == "https" or (
             parts.scheme == "http" and is_loopback_host(parts.hostname)
         )
-        ok = ok and len(segments) in (2, 3) and segments[0] == "keys"
+        ok = ok and len(segments) == 3 and segments[0] == "keys" and all(segments)
         return self._check(name, value, ok, expected)
 
     def path(self, name: str) -> Path | None:

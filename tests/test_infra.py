@@ -8,6 +8,7 @@ weakened on purpose, which must fail (the gate's self-test). These tests check w
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -66,8 +67,22 @@ def test_every_setting_the_app_reads_is_set_on_the_function_app():
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     } <= configured
     assert "AZURE_FUNCTIONS_ENVIRONMENT: 'Production'" in MAIN
-    pinned = "BUNDLE_SIGNING_KEY_ID: empty(signingKeyId) ? signingKey.properties.keyUriWithVersion"
-    assert pinned in APP
+    assert "BUNDLE_SIGNING_KEY_ID: effectiveSigningKeyId" in APP
+
+
+def test_the_signing_key_version_is_pinned_explicitly_after_the_first_provision():
+    """azd keeps main.bicep's outputs in the environment and main.parameters.json passes
+    BUNDLE_SIGNING_KEY_ID back as signingKeyId: the vault's newest version is read only while
+    none is pinned (the first provision), so a version made later never signs unannounced."""
+    assert (
+        "var effectiveSigningKeyId = empty(signingKeyId) ? "
+        "signingKey.properties.keyUriWithVersion : signingKeyId"
+    ) in APP
+    assert "output signingKeyId string = effectiveSigningKeyId" in APP
+    assert "output BUNDLE_SIGNING_KEY_ID string = app.outputs.signingKeyId" in MAIN
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())
+    assert parameters["parameters"]["signingKeyId"]["value"] == "${BUNDLE_SIGNING_KEY_ID=}"
+    assert "keyUriWithVersion" not in MAIN
 
 
 def test_every_table_and_queue_with_its_poison_queue_is_created():

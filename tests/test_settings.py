@@ -89,6 +89,16 @@ def test_no_signing_key_outside_development() -> None:
     assert "outside Development" in str(error)
 
 
+@pytest.mark.parametrize("name", ["BUNDLE_SIGNING_KEY_ID", "BUNDLE_SIGNING_NEXT_KEY_ID"])
+def test_a_signing_key_id_must_name_its_version(name: str) -> None:
+    versionless = "https://kv-contoso.vault.azure.net/keys/bundle-signing"
+    error = error_for(valid_env(**{name: versionless}))
+    assert error.name == name
+    assert "versioned" in str(error)
+    versioned = Settings.from_env(valid_env(**{name: versionless + "/0123456789abcdef"}))
+    assert versionless in str(versioned.signing_key_id or versioned.signing_next_key_id)
+
+
 def test_long_values_are_not_echoed() -> None:
     message = str(error_for(valid_env(CCM_HOSTNAME="x" * 500)))
     assert "x" * 201 not in message

@@ -7,7 +7,7 @@ param identityName string
 @description('Operator who ran azd: data roles for the Operations runbook. Empty to skip.')
 param deployerPrincipalId string
 param maximumInstanceCount int
-@description('Pinned BUNDLE_SIGNING_KEY_ID during a rotation; empty: the newest version.')
+@description('BUNDLE_SIGNING_KEY_ID, versioned; empty only on the first provision (then the version created now).')
 param signingKeyId string
 @description('Epoch seconds of the first key version expiry; later versions get theirs from the rotation policy.')
 param signingKeyExpiry int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P13M'))
@@ -27,6 +27,7 @@ var tableNames = [
   'BundleIssuance'
   'BlockedDevices'
   'RejectedReports'
+  'DeviceProofs'
 ]
 var queueNames = [
   'discovery-continue'
@@ -386,6 +387,11 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// The signing version is pinned explicitly: keyUriWithVersion only on the first provision (the
+// vault's only version); afterwards main.bicep's BUNDLE_SIGNING_KEY_ID output comes back as
+// signingKeyId, so a version the rotation policy creates never signs until an operator rotates.
+var effectiveSigningKeyId = empty(signingKeyId) ? signingKey.properties.keyUriWithVersion : signingKeyId
+
 // Settings derived from the resources above; DESIGN.md settings come in through appSettings.
 var resourceSettings = {
   AzureWebJobsStorage__accountName: storage.name
@@ -394,7 +400,7 @@ var resourceSettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'
-  BUNDLE_SIGNING_KEY_ID: empty(signingKeyId) ? signingKey.properties.keyUriWithVersion : signingKeyId
+  BUNDLE_SIGNING_KEY_ID: effectiveSigningKeyId
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
@@ -484,5 +490,6 @@ output functionAppUrl string = 'https://${functionApp.properties.defaultHostName
 output storageAccountName string = storage.name
 output keyVaultName string = keyVault.name
 output signingKeyLatestId string = signingKey.properties.keyUriWithVersion
+output signingKeyId string = effectiveSigningKeyId
 output discoveryTopicName string = discoveryTopic.name
 output discoveryTopicEndpoint string = discoveryTopic.properties.endpoint

@@ -3,6 +3,7 @@
 request = BundleRequest.from_params(req.params)       # 400 naming the bad parameter
 bundle = await issue_bundle(caller, request, issuer=..., ip=...)   # 403 if blocked
 keys = await get_signing_keys(); keys.jwks()         # GET /api/jwks
+jws = await signed_jwks()                            # GET /api/jwks/signed
 """
 
 from shared.bundles._command import CcmsetupCommand, quote_windows_argument
@@ -14,8 +15,8 @@ from shared.bundles._issue import (
     bundle_issuer,
     client_ip,
     issue_bundle,
-    sign_compact_jws,
 )
+from shared.bundles._jwks import JWKS_TYPE, SIGNED_JWKS_LIFETIME_SECONDS, sign_jwks, signed_jwks
 from shared.bundles._signing import (
     DEVELOPMENT_KEY_PATH,
     KeyVaultKeys,
@@ -25,12 +26,15 @@ from shared.bundles._signing import (
     get_signing_keys,
     load_signing_keys,
     rfc7638_thumbprint,
+    sign_compact_jws,
 )
 
 __all__ = [
     "BUNDLE_AUDIENCE",
     "BUNDLE_TYPE",
     "DEVELOPMENT_KEY_PATH",
+    "JWKS_TYPE",
+    "SIGNED_JWKS_LIFETIME_SECONDS",
     "BundleRequest",
     "CcmsetupCommand",
     "IssuedBundle",
@@ -46,4 +50,6 @@ __all__ = [
     "quote_windows_argument",
     "rfc7638_thumbprint",
     "sign_compact_jws",
+    "sign_jwks",
+    "signed_jwks",
 ]

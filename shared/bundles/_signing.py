@@ -1,16 +1,19 @@
 """Bundle-signing keys: Azure Key Vault, a PEM file, or (Development only) a generated key.
 
-`SigningKeys.current` signs; `/api/jwks` publishes it and, during a rotation, the second key
-(`BUNDLE_SIGNING_NEXT_KEY_ID` / `_FILE`), which verifies but never signs. Rotation:
-  1. put the new key in the NEXT setting; devices refresh their pinned JWKS (both keys);
-  2. swap: the new key becomes BUNDLE_SIGNING_KEY_*, the old one moves to NEXT, so bundles it
-     signed keep verifying until they expire (at most BUNDLE_TTL_MINUTES);
+`SigningKeys.current` signs bundles and the signed key set (`/api/jwks/signed`); `/api/jwks`
+publishes it and, during a rotation, the second key (`BUNDLE_SIGNING_NEXT_KEY_ID` / `_FILE`),
+which verifies but never signs. Rotation (README "Rotating the bundle-signing key"):
+  1. put the new key in the NEXT setting; devices re-pin both from the set the old key signs;
+  2. swap: the new key becomes BUNDLE_SIGNING_KEY_*, the old one moves to NEXT (now the previous
+     key), so bundles it signed keep verifying until they expire (at most BUNDLE_TTL_MINUTES)
+     and devices follow the set the new key signs;
   3. after that TTL, remove the NEXT setting.
 `kid` is the RFC 7638 thumbprint of the public key, so it names the key itself, not a setting.
 
 With Key Vault the private key never leaves the vault: one `sign` call per bundle (well inside
-the vault's RSA-operation limits); the public key is read once with `get_key` and cached, and
-the key id is pinned to the version read then, so signature and published key always match.
+the vault's RSA-operation limits); the public key is read once with `get_key` and cached. The
+key ids are versioned (Settings refuses a versionless one), so signature and published key
+always match and a version the vault makes later never signs until an operator rotates.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -87,6 +90,19 @@ class SigningKeys:
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         published = [self.current.public] + ([self.next] if self.next else [])
         return {"keys": [key.jwk() for key in published]}
+
+
+async def sign_compact_jws(claims: Mapping[str, Any], key: SigningKey, *, typ: str) -> str:
+    """The one JWS builder: RS256, `typ` as given, `kid` the key's RFC 7638 thumbprint; no
+    `jku`/`x5u`/`x5c`, so a verifier takes the key from its own pinned set, never from us."""
+    header = {"alg": "RS256", "typ": typ, "kid": key.public.kid}
+    signing_input = f"{_b64json(header)}.{_b64json(claims)}"
+    signature = await key.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{b64url_encode(signature)}"
+
+
+def _b64json(value: Mapping[str, Any]) -> str:
+    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def rfc7638_thumbprint(key: rsa.RSAPublicKey) -> str:

@@ -86,6 +86,7 @@ async def service(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=module_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",  # the user-token path; device proofs: tests/device_trust
         BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
         CCMSETUP_SOURCE=SOURCE,
         CCMSETUP_NO_CRL_CHECK="true",
@@ -142,6 +143,8 @@ async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
     [row] = await service.audit_rows(device)
     assert row["RowKey"] == claims["jti"]
     assert row["oid"] == oid
+    assert row["auth"] == "user"
+    assert "certThumbprint" not in row
     # The caller's own X-Forwarded-For (203.0.113.7) is not audited: the host's peer address is.
     assert row["clientIp"] == "127.0.0.1"
     assert row["issued"] == datetime.fromtimestamp(claims["iat"], UTC)
@@ -156,6 +159,28 @@ async def test_jwks_publishes_rsa_keys_named_by_thumbprint(service: BundleServic
     canonical = json.dumps({"e": key["e"], "kty": "RSA", "n": key["n"]}, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).digest()
     assert key["kid"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def test_signed_jwks_is_the_jwks_signed_by_its_current_key(service: BundleService):
+    jwks = await service.jwks()
+    response = await service.http.get(service.host.url("/api/jwks/signed"))
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/jose")
+    [key] = jwks["keys"]
+    header = jwt.get_unverified_header(response.text)
+    assert header == {"alg": "RS256", "typ": "cmboot-jwks+jwt", "kid": key["kid"]}
+    claims = jwt.decode(response.text, jwt.PyJWK(key).key, algorithms=["RS256"])
+    assert claims["keys"] == jwks["keys"]
+    assert claims["iat"] <= time.time() < claims["exp"]
+
+
+async def test_another_jwks_variant_is_404_problem_json(service: BundleService):
+    response = await service.http.get(service.host.url("/api/jwks/unsigned"))
+
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.json()["status"] == 404
 
 
 # -- 403: valid tokens that are not allowed -------------------------------------------------------
@@ -383,7 +408,7 @@ async def test_rollover_to_a_key_published_in_advance_needs_no_new_fetch(service
 def run_client(service: BundleService, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "CMBOOTSTRAP_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "client/cmbootstrap_client.py", "--api", service.host.url("/api"), *args],
+        [sys.executable, "client/cmbootstrap_client.py", *args, "--api", service.host.url("/api")],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -393,41 +418,46 @@ def run_client(service: BundleService, token: str, *args: str) -> subprocess.Com
     )
 
 
-async def test_reference_client_pins_the_jwks_verifies_and_builds_argv(
+async def test_reference_client_pins_once_then_verifies_and_builds_argv(
     service: BundleService, tmp_path: Path
 ):
     device = new_device()
     pinned = tmp_path / "jwks.json"
     token = service.issuer.mint_access_token()
+    install = ("bundle", "--auth", "user", "--device-id", device, "--jwks", str(pinned), "--json")
 
-    first = run_client(
-        service, token, "--device-id", device, "--jwks", str(pinned), "--trust-jwks-url", "--json"
-    )
-    again = run_client(service, token, "--device-id", device, "--jwks", str(pinned), "--json")
+    first = run_client(service, token, "pin", "--out", str(pinned))
+    run = run_client(service, token, *install)
 
     assert first.returncode == 0, first.stderr
-    assert again.returncode == 0, again.stderr
-    output = json.loads(again.stdout)
+    [key] = (await service.jwks())["keys"]
+    assert f"{key['kid']}  current (signs)" in first.stdout
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
     assert output["argv"] == [
         "ccmsetup.exe",
         "/NoCrlCheck",
         f"/Source:{SOURCE}",
         *(f"{name}={value}" for name, value in EXPECTED_PROPERTIES.items()),
     ]
-    assert len(await service.audit_rows(device)) == 2
-    assert token not in first.stdout + first.stderr
+    assert len(await service.audit_rows(device)) == 1
+    assert token not in first.stdout + first.stderr + run.stdout + run.stderr
 
 
-async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
+async def test_reference_client_keeps_its_pin_against_a_set_it_cannot_verify(
     service: BundleService, tmp_path: Path
 ):
     other = SigningKey.generate().public_jwk()
     pinned = tmp_path / "jwks.json"
     pinned.write_text(json.dumps({"keys": [other]}))
+    before = pinned.read_bytes()
 
     result = run_client(
         service,
         service.issuer.mint_access_token(),
+        "bundle",
+        "--auth",
+        "user",
         "--device-id",
         new_device(),
         "--jwks",
@@ -435,4 +465,26 @@ async def test_reference_client_refuses_a_bundle_signed_by_an_unpinned_key(
     )
 
     assert result.returncode == 2
-    assert "kid is not in the pinned JWK Set" in result.stderr
+    assert "key set not updated (signed by a key that is not pinned)" in result.stderr
+    assert "kid is not in the pinned key set" in result.stderr
+    assert pinned.read_bytes() == before
+
+
+async def test_reference_client_without_a_pin_says_how_to_make_one(
+    service: BundleService, tmp_path: Path
+):
+    result = run_client(
+        service,
+        service.issuer.mint_access_token(),
+        "bundle",
+        "--auth",
+        "user",
+        "--device-id",
+        new_device(),
+        "--jwks",
+        str(tmp_path / "missing.json"),
+    )
+
+    assert result.returncode == 3
+    assert "create it once with `pin`" in result.stderr
+    assert not (tmp_path / "missing.json").exists()

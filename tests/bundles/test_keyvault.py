@@ -65,13 +65,13 @@ async def service(
     identity: FakeManagedIdentity,
     vault: FakeKeyVault,
 ) -> AsyncIterator[VaultService]:
-    vault.create_key(CURRENT)  # an older version: the app must pin the latest one it reads
     current_key_id = vault.create_key(CURRENT)
     next_key_id = vault.create_key(NEXT)
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
-        BUNDLE_SIGNING_KEY_ID=vault.key_id(CURRENT),  # versionless, as Bicep may set it
+        BOOTSTRAP_AUTH="user",
+        BUNDLE_SIGNING_KEY_ID=current_key_id,  # versioned: the infra pins it explicitly
         BUNDLE_SIGNING_NEXT_KEY_ID=next_key_id,
         **identity.environment(),
         **vault.environment(),
@@ -159,8 +159,9 @@ async def test_jwks_publishes_the_current_and_the_next_vault_key(service: VaultS
     assert service.vault.keys_read[NEXT] == 1
 
 
-async def test_a_key_version_created_later_is_not_used_until_restart(service: VaultService):
-    """The app pinned the version it read, so what it signs with is what /api/jwks publishes."""
+async def test_a_key_version_created_later_is_not_used(service: VaultService):
+    """The setting names the version, so a newer one (the vault's rotation policy) never signs
+    until an operator rotates: what the app signs with is what /api/jwks publishes."""
     service.vault.create_key(CURRENT)  # now the vault's latest version of the key
 
     response = await service.get_bundle(str(uuid.uuid4()), service.issuer.mint_access_token())
@@ -228,6 +229,7 @@ async def test_a_vault_down_at_start_is_503_until_it_is_back(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",
         BUNDLE_SIGNING_KEY_ID=key_id,
         **identity.environment(),
         **vault.environment(),

@@ -12,7 +12,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.auth import parse_jwks
-from shared.bundles import load_signing_keys, rfc7638_thumbprint, sign_compact_jws
+from shared.bundles import (
+    BUNDLE_TYPE,
+    JWKS_TYPE,
+    SIGNED_JWKS_LIFETIME_SECONDS,
+    load_signing_keys,
+    rfc7638_thumbprint,
+    sign_compact_jws,
+    sign_jwks,
+)
+from shared.bundles._jwks import _SignedJwksCache
 from shared.errors import SettingError
 from shared.settings import Settings
 from tests.support.settings import product_env
@@ -55,7 +64,7 @@ async def test_bundle_jws_verifies_with_the_published_jwks_only(tmp_path: Path):
     keys = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
     )
-    jws = await sign_compact_jws({"aud": "ccmsetup", "sub": "d"}, keys.current)
+    jws = await sign_compact_jws({"aud": "ccmsetup", "sub": "d"}, keys.current, typ=BUNDLE_TYPE)
 
     header = jwt.get_unverified_header(jws)
     published = parse_jwks(keys.jwks())
@@ -71,7 +80,7 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     write_pem(old)
     write_pem(new)
     before = await load_signing_keys(settings_with(BUNDLE_SIGNING_KEY_FILE=str(old)))
-    old_bundle = await sign_compact_jws({"aud": "ccmsetup"}, before.current)
+    old_bundle = await sign_compact_jws({"aud": "ccmsetup"}, before.current, typ=BUNDLE_TYPE)
 
     # Step 1: announce the new key. Step 2: swap, the old key stays published as NEXT.
     announced = await load_signing_keys(
@@ -80,7 +89,7 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     swapped = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(new), BUNDLE_SIGNING_NEXT_KEY_FILE=str(old))
     )
-    new_bundle = await sign_compact_jws({"aud": "ccmsetup"}, swapped.current)
+    new_bundle = await sign_compact_jws({"aud": "ccmsetup"}, swapped.current, typ=BUNDLE_TYPE)
 
     assert [k["kid"] for k in announced.jwks()["keys"]] == [
         before.current.public.kid,
@@ -90,6 +99,60 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
     for bundle in (old_bundle, new_bundle):
         kid = jwt.get_unverified_header(bundle)["kid"]
         jwt.decode(bundle, published[kid], algorithms=["RS256"], audience="ccmsetup")
+
+
+async def test_signed_jwks_is_the_published_set_signed_by_the_current_key(tmp_path: Path):
+    current, upcoming = tmp_path / "current.pem", tmp_path / "next.pem"
+    write_pem(current)
+    write_pem(upcoming)
+    keys = await load_signing_keys(
+        settings_with(
+            BUNDLE_SIGNING_KEY_FILE=str(current), BUNDLE_SIGNING_NEXT_KEY_FILE=str(upcoming)
+        )
+    )
+
+    jws = await sign_jwks(keys, now=1_700_000_000)
+
+    header = jwt.get_unverified_header(jws)
+    assert header == {"alg": "RS256", "typ": JWKS_TYPE, "kid": keys.current.public.kid}
+    claims = jwt.decode(
+        jws,
+        keys.current.public.key,
+        algorithms=["RS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims == {
+        **keys.jwks(),
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_000 + SIGNED_JWKS_LIFETIME_SECONDS,
+    }
+    assert len(claims["keys"]) == 2
+    assert keys.next is not None
+    with pytest.raises(jwt.InvalidSignatureError):  # the next key never signs
+        jwt.decode(jws, keys.next.key, algorithms=["RS256"], options={"verify_exp": False})
+
+
+async def test_instances_serve_one_iat_per_hour_and_re_sign_each_hour(tmp_path: Path):
+    """Each process caches its signed set; iat is the start of the hour, so two instances (two
+    caches) agree and a device moving between them never meets an older set."""
+    write_pem(tmp_path / "current.pem")
+    keys = await load_signing_keys(
+        settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
+    )
+    hour = 1_700_002_800  # a whole hour
+    first, second = _SignedJwksCache(), _SignedJwksCache()
+
+    early = await first.get(keys, hour + 10)
+    cached = await first.get(keys, hour + 20)
+    late = await second.get(keys, hour + 3500)
+    next_hour = await first.get(keys, hour + 3600)
+
+    def iat(jws: str) -> int:
+        return int(jwt.decode(jws, options={"verify_signature": False})["iat"])
+
+    assert iat(early) == iat(late) == hour
+    assert cached is early  # cached: one signature per process and hour
+    assert iat(next_hour) == hour + 3600
 
 
 async def test_development_key_is_generated_once_private_and_reused(tmp_path: Path):

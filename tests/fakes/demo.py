@@ -2,24 +2,39 @@
 
 For each of GRAPH_BASE_URL, IDENTITY_ENDPOINT and AAD_AUTHORITY_HOST that points at a loopback
 port, start the matching fake there: a sample directory of DEMO users (the same Graph server the
-tests use), the App Service managed-identity endpoint, and the Entra issuer. Settings that point
-at a real tenant start nothing, so the app talks to the real services. Outside Development this
+tests use), the App Service managed-identity endpoint, and the Entra issuer. The demo Graph also
+knows one demo device, joined as Entra ID joins a Windows device: its certificate and key are
+generated once into a git-ignored folder (`.keys/demo-device/`) and its key is registered in the
+device's `alternativeSecurityIds`, so the reference client can prove it. Settings that point at a
+real tenant start nothing, so the app talks to the real services. Outside Development this
 refuses to start anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from devhost.azurite import REPO_ROOT
 from shared.settings import DEVELOPMENT, is_loopback_host
 from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeManagedIdentity
+from tests.support.devices import DeviceIdentity
 
 DEMO_USERS: Final = 3000
 DEMO_DOMAIN: Final = "demo.contoso.example"
+DEMO_DEVICE_FOLDER: Final = REPO_ROOT / ".keys" / "demo-device"
+DEFAULT_API_URL: Final = "http://127.0.0.1:7071/api"
 
 
 class DemoRefused(RuntimeError):
@@ -37,8 +52,16 @@ def _loopback(url: str | None) -> tuple[int, str] | None:
 
 
 @contextlib.contextmanager
-def demo_servers(values: Mapping[str, str]) -> Iterator[list[str]]:
-    """Start the loopback demo servers `values` point at; yield lines for the console."""
+def demo_servers(
+    values: Mapping[str, str],
+    *,
+    api_url: str = DEFAULT_API_URL,
+    device_folder: Path = DEMO_DEVICE_FOLDER,
+) -> Iterator[list[str]]:
+    """Start the loopback demo servers `values` point at; yield lines for the console.
+
+    `api_url` is the host's API root (for the printed commands), `device_folder` where the demo
+    device's certificate and key live (made on first use)."""
     environment = values.get("AZURE_FUNCTIONS_ENVIRONMENT", "")
     if environment != DEVELOPMENT:
         raise DemoRefused(
@@ -48,8 +71,10 @@ def demo_servers(values: Mapping[str, str]) -> Iterator[list[str]]:
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
         identity = _identity(values, stack, lines)
-        _graph(values, identity, stack, lines)
+        graph = _graph(values, identity, stack, lines)
         _issuer(values, stack, lines)
+        if graph is not None:
+            _device(values, graph, lines, api_url=api_url, folder=device_folder)
         if not lines:
             lines.append("Demo: no loopback Graph/identity/issuer configured; using real ones")
         yield lines
@@ -73,17 +98,17 @@ def _graph(
     identity: FakeManagedIdentity | None,
     stack: contextlib.ExitStack,
     lines: list[str],
-) -> None:
+) -> FakeGraph | None:
     where = _loopback(values.get("GRAPH_BASE_URL"))
     if where is None:
-        return
+        return None
     port, path = where
     if identity is None or path.rstrip("/") != "/v1.0":
         lines.append(
             "DEMO Graph not started: it needs GRAPH_BASE_URL http://127.0.0.1:PORT/v1.0 and a "
             "loopback IDENTITY_ENDPOINT with IDENTITY_HEADER to mint its tokens"
         )
-        return
+        return None
     graph = stack.enter_context(
         FakeGraph(
             identity, users=DEMO_USERS, label="DEMO", domain=DEMO_DOMAIN, seed="demo", port=port
@@ -97,6 +122,7 @@ def _graph(
         "  discovery fills AadUsers on its schedules; run one now with "
         'POST /admin/functions/discovery_full {"input": ""}'
     )
+    return graph
 
 
 def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[str]) -> None:
@@ -125,3 +151,60 @@ def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[
         '  try: curl -H "Authorization: Bearer $ADMIN_TOKEN" '
         "http://127.0.0.1:<host port, 7071 by default>/api/discovery/runs"
     )
+
+
+def demo_device(folder: Path = DEMO_DEVICE_FOLDER) -> DeviceIdentity:
+    """The demo device: `device.crt` and `device.key` (0600) in `folder`, generated once."""
+    certificate_path, key_path = folder / "device.crt", folder / "device.key"
+    if not (certificate_path.exists() and key_path.exists()):
+        device = DeviceIdentity.generate()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(device.private_key_pem())
+        certificate_path.write_bytes(device.certificate_pem())
+        return device
+    certificate = x509.load_pem_x509_certificate(certificate_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    [common_name] = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return DeviceIdentity(str(common_name.value).lower(), key, certificate)
+
+
+def demo_device_commands(api_url: str, folder: Path, device_id: str) -> dict[str, str]:
+    """The reference client's first-setup pin and, per BOOTSTRAP_AUTH mode, the one command
+    that fetches and verifies a bundle (the user modes read $DEVICE_TOKEN, printed above)."""
+    client = "python client/cmbootstrap_client.py"  # run from the repository root
+    if folder.is_relative_to(REPO_ROOT):
+        folder = folder.relative_to(REPO_ROOT)
+    pin = shlex.quote(str(folder / "pinned-jwks.json"))
+    device = (
+        f"--cert {shlex.quote(str(folder / 'device.crt'))} "
+        f"--key {shlex.quote(str(folder / 'device.key'))}"
+    )
+    api = shlex.quote(api_url)
+    commands = {"pin": f"{client} pin --api {api} --out {pin}"}
+    for auth in ("device", "user", "device+user"):
+        token = 'CMBOOTSTRAP_TOKEN="$DEVICE_TOKEN" ' if "user" in auth else ""
+        credentials = device if "device" in auth else f"--device-id {device_id}"
+        commands[auth] = (
+            f"{token}{client} bundle --api {api} --jwks {pin} --auth {auth} {credentials}"
+        )
+    return commands
+
+
+def _device(
+    values: Mapping[str, str], graph: FakeGraph, lines: list[str], *, api_url: str, folder: Path
+) -> None:
+    device = demo_device(folder)
+    graph.register_device(device.device_id, device.alternative_security_ids())
+    mode = values.get("BOOTSTRAP_AUTH") or "device"
+    commands = demo_device_commands(api_url, folder, device.device_id)
+    lines.append(
+        f"DEMO device {device.device_id} (Entra ID joined; certificate and key in {folder})"
+    )
+    lines.append(f"  first setup, pin the signing keys once: {commands['pin']}")
+    for auth in ("device", "user", "device+user"):
+        marker = "  <- BOOTSTRAP_AUTH now" if auth == mode else ""
+        lines.append(f"  BOOTSTRAP_AUTH={auth}:{marker}")
+        lines.append(f"    {commands[auth]}")

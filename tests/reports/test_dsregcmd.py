@@ -1,4 +1,4 @@
-"""`shared.dsregcmd` on realistic `dsregcmd /status` outputs (Entra joined, not joined, hybrid)."""
+"""`client.dsregcmd` on realistic `dsregcmd /status` outputs (Entra joined, not joined, hybrid)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.dsregcmd import parse_dsregcmd
+from client.dsregcmd import parse_dsregcmd
 from shared.reports import parse_report
 
 DATA = Path(__file__).parent / "data"

@@ -14,7 +14,8 @@ right-aligned (so they carry leading spaces and may contain spaces themselves):
                    Device Name : PC01.contoso.com
 
 Values may themselves contain colons (URLs, times), so a line splits at its first " : ".
-`client/Dsregcmd.ps1` mirrors this parser for PowerShell 5.1; keep the two in step.
+`client/Dsregcmd.ps1` mirrors this parser for PowerShell 5.1; keep the two in step. A device tool:
+the standard library only, nothing of the server stack.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from shared.ids import parse_guid
-
 _BANNER_TITLE = re.compile(r"^\s*\|\s*(?P<title>.*?)\s*\|?\s*$")
 _RULE = re.compile(r"^\s*\+-+\+\s*$")
 _KEY_VALUE = re.compile(r"^\s*(?P<key>[^:|+]+?)\s+:(?:\s+(?P<value>.*?))?\s*$")
 _YES: Final = "YES"
+_GUID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +81,5 @@ def parse_dsregcmd(text: str) -> DsregcmdStatus:
 def _guid(value: str | None) -> str | None:
     if not value:
         return None
-    return parse_guid(value.strip().strip("{}"))
+    text = value.strip().strip("{}")
+    return text.lower() if _GUID.fullmatch(text) else None
