@@ -84,6 +84,7 @@ __all__ = [
     "authenticate",
     "authenticate_device",
     "body_digest",
+    "close_device_authenticator",
     "default_device_authenticator",
     "default_validator",
     "is_blocked",
@@ -156,30 +157,51 @@ def app_hostnames(settings: Settings, website_hostname: str | None) -> tuple[str
     return own + settings.public_hostnames
 
 
-def _default_device_authenticator() -> DeviceAuthenticator:
-    settings = get_settings()
-    # DefaultAzureCredential: the managed identity in Azure, as discovery reads Graph.
-    graph = GraphClient(settings.graph_base_url, DefaultAzureCredential(), max_retries=0)
-    tenant_id = settings.tenant_id
+@dataclass(frozen=True, slots=True)
+class _DeviceTrust:
+    """This loop's authenticator and the Graph client and credential it reads devices with."""
 
-    async def blocked(device_id: str) -> bool:
-        return await is_blocked(tenant_id, device_id)
+    authenticator: DeviceAuthenticator
+    graph: GraphClient
+    credential: DefaultAzureCredential
 
-    return DeviceAuthenticator(
-        verifier=ProofVerifier(app_hostnames(settings, os.environ.get("WEBSITE_HOSTNAME"))),
-        replay=TableReplayGuard(get_storage()),
-        directory=GraphDeviceDirectory(graph),
-        trust_types=settings.device_trust_types,
-        is_blocked=blocked,
-    )
+    @classmethod
+    def from_settings(cls) -> _DeviceTrust:
+        settings = get_settings()
+        # DefaultAzureCredential: the managed identity in Azure, as discovery reads Graph.
+        credential = DefaultAzureCredential()
+        graph = GraphClient(settings.graph_base_url, credential, max_retries=0)
+        tenant_id = settings.tenant_id
+
+        async def blocked(device_id: str) -> bool:
+            return await is_blocked(tenant_id, device_id)
+
+        authenticator = DeviceAuthenticator(
+            verifier=ProofVerifier(app_hostnames(settings, os.environ.get("WEBSITE_HOSTNAME"))),
+            replay=TableReplayGuard(get_storage()),
+            directory=GraphDeviceDirectory(graph),
+            trust_types=settings.device_trust_types,
+            is_blocked=blocked,
+        )
+        return cls(authenticator, graph, credential)
 
 
 # One per event loop: its Graph client, credential and storage belong to that loop.
-_device_authenticators: PerLoop[DeviceAuthenticator] = PerLoop(_default_device_authenticator)
+_device_trust: PerLoop[_DeviceTrust] = PerLoop(_DeviceTrust.from_settings)
 
 
 def default_device_authenticator() -> DeviceAuthenticator:
-    return _device_authenticators.get()
+    return _device_trust.get().authenticator
+
+
+async def close_device_authenticator() -> None:
+    """Close this loop's Graph client and credential, if device proofs opened them."""
+    trust = _device_trust.peek()
+    if trust is None:
+        return
+    _device_trust.discard()
+    await trust.graph.close()
+    await trust.credential.close()
 
 
 async def authenticate_device(
