@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.support.storage import storage_on
 NONCE = "n0nce-abcdef"
 # The name devices use for the app, in front of every instance (Azure sets WEBSITE_HOSTNAME so).
 PUBLIC_HOST = "localhost:8443"
+MODES_OF_HOSTS = ("device", "device", "device+user")
 INVALID_PROOF = 'Device-Proof error="invalid_proof"'
 
 
@@ -173,11 +175,14 @@ async def site(
         WEBSITE_HOSTNAME=PUBLIC_HOST,
         **identity.environment(),
     )
+    hosts = [DevHostProcess(env | {"BOOTSTRAP_AUTH": mode}) for mode in MODES_OF_HOSTS]
     with contextlib.ExitStack() as stack:
-        device, device2, both = (
-            stack.enter_context(DevHostProcess(env | {"BOOTSTRAP_AUTH": mode}))
-            for mode in ("device", "device", "device+user")
-        )
+        for host in hosts:
+            stack.callback(host.__exit__, None, None, None)
+        # Started side by side: each spends its start-up importing the app.
+        with ThreadPoolExecutor(len(hosts)) as pool:
+            list(pool.map(DevHostProcess.start, hosts))
+        device, device2, both = hosts
         async with storage_on(own_azurite) as storage, httpx.AsyncClient(timeout=30) as http:
             yield Site(
                 f"http://{PUBLIC_HOST}", device, device2, both, storage, graph, entra_issuer, http
