@@ -12,14 +12,17 @@ built on them.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import azure.functions as func
-from azure.identity.aio import DefaultAzureCredential
 
 from shared.auth._blocked import is_blocked
-from shared.auth._device_auth import DeviceAuthenticator, ProvenDevice
+from shared.auth._device_auth import (
+    AuthenticatedDevice,
+    DeviceAuthenticator,
+    ProvenDevice,
+    app_hostnames,
+    close_device_authenticator,
+    default_device_authenticator,
+)
 from shared.auth._device_proof import (
     MAX_PROOF_BYTES,
     PROOF_ALGORITHMS,
@@ -50,10 +53,8 @@ from shared.auth._validate import (
     TokenValidator,
 )
 from shared.errors import Forbidden
-from shared.graph import GraphClient
 from shared.per_loop import PerLoop
-from shared.settings import BootstrapAuth, Settings, get_settings
-from shared.storage import get_storage
+from shared.settings import get_settings
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
@@ -128,80 +129,6 @@ def require_device_scope(caller: Caller) -> None:
     scope = get_settings().device_scope
     if scope not in caller.scopes:
         raise Forbidden(f"This API requires a user token with the '{scope}' scope.")
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticatedDevice:
-    """Who called a device endpoint, as `BOOTSTRAP_AUTH` asked them to prove it."""
-
-    auth: BootstrapAuth
-    tenant_id: str
-    device_id: str | None  # the proven device; None in `user` mode (nothing proves a device)
-    cert_thumbprint: str | None  # the device certificate's SHA-1 thumbprint, with a proof
-    user: Caller | None  # the user's token, in `user` and `device+user` modes
-
-    def provenance(self) -> dict[str, str]:
-        """How the caller was authenticated, as bundles and reports record it."""
-        recorded: dict[str, str] = {"auth": self.auth}
-        if self.cert_thumbprint:
-            recorded["certThumbprint"] = self.cert_thumbprint
-        if self.user is not None:
-            recorded["oid"] = self.user.object_id
-        return recorded
-
-
-def app_hostnames(settings: Settings, website_hostname: str | None) -> tuple[str, ...]:
-    """The hosts a proof's `htu` may name: WEBSITE_HOSTNAME (Azure sets it; the development host
-    sets its own address) and PUBLIC_HOSTNAMES."""
-    own = (website_hostname,) if website_hostname else ()
-    return own + settings.public_hostnames
-
-
-@dataclass(frozen=True, slots=True)
-class _DeviceTrust:
-    """This loop's authenticator and the Graph client and credential it reads devices with."""
-
-    authenticator: DeviceAuthenticator
-    graph: GraphClient
-    credential: DefaultAzureCredential
-
-    @classmethod
-    def from_settings(cls) -> _DeviceTrust:
-        settings = get_settings()
-        # DefaultAzureCredential: the managed identity in Azure, as discovery reads Graph.
-        credential = DefaultAzureCredential()
-        graph = GraphClient(settings.graph_base_url, credential, max_retries=0)
-        tenant_id = settings.tenant_id
-
-        async def blocked(device_id: str) -> bool:
-            return await is_blocked(tenant_id, device_id)
-
-        authenticator = DeviceAuthenticator(
-            verifier=ProofVerifier(app_hostnames(settings, os.environ.get("WEBSITE_HOSTNAME"))),
-            replay=TableReplayGuard(get_storage()),
-            directory=GraphDeviceDirectory(graph),
-            trust_types=settings.device_trust_types,
-            is_blocked=blocked,
-        )
-        return cls(authenticator, graph, credential)
-
-
-# One per event loop: its Graph client, credential and storage belong to that loop.
-_device_trust: PerLoop[_DeviceTrust] = PerLoop(_DeviceTrust.from_settings)
-
-
-def default_device_authenticator() -> DeviceAuthenticator:
-    return _device_trust.get().authenticator
-
-
-async def close_device_authenticator() -> None:
-    """Close this loop's Graph client and credential, if device proofs opened them."""
-    trust = _device_trust.peek()
-    if trust is None:
-        return
-    _device_trust.discard()
-    await trust.graph.close()
-    await trust.credential.close()
 
 
 async def authenticate_device(
