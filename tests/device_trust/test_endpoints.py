@@ -295,6 +295,16 @@ def _with(**options: Any) -> Attack:
     return attack
 
 
+def _aged(seconds: int) -> Attack:
+    """A proof whose iat is `seconds` from the moment it is sent."""
+
+    def attack(site: Site) -> tuple[str, str | None]:
+        device = site.registered()
+        return device.device_id, site.bundle_proof(device, iat=int(time.time()) + seconds)
+
+    return attack
+
+
 def _registered(**props: Any) -> Attack:
     def attack(site: Site) -> tuple[str, str | None]:
         device = site.registered(**props)
@@ -339,8 +349,8 @@ ATTACKS: dict[str, tuple[Attack, int]] = {
     "another certificate registered for the device": (_other_key_registered, 401),
     "disabled device": (_registered(account_enabled=False), 403),
     "Workplace-only trust type": (_registered(trust_type="Workplace"), 403),
-    "iat 6 minutes old": (_with(iat=int(time.time()) - 360), 401),
-    "iat 6 minutes ahead": (_with(iat=int(time.time()) + 360), 401),
+    "iat 6 minutes old": (_aged(-360), 401),
+    "iat 6 minutes ahead": (_aged(+360), 401),
     "wrong htm": (_with(claims={"htm": "POST"}), 401),
     "wrong htu host": (_with(claims={"htu": "https://evil.example/api/bundle"}), 401),
     "wrong htu path": (_with(claims={"htu": f"http://{PUBLIC_HOST}/api/reports"}), 401),
