@@ -71,10 +71,9 @@ class DeviceAuthenticator:
         try:
             return await self._prove(proof, request)
         except ProblemError as refused:
-            _log.info(
-                "device proof refused",
-                extra={"reason": refused.detail, "status": refused.status},
-            )
+            # The reason and the device the request names; never the proof or a token.
+            extra = {"reason": refused.detail, "status": refused.status}
+            _log.info("device proof refused", extra=extra | {"deviceId": request.device_id})
             raise
 
     async def _prove(self, proof: str | None, request: ProofRequest) -> ProvenDevice:
