@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devhost.azurite import running_azurite
-from shared.auth import PROOF_HEADER, ProofRequest, ProofVerifier
+from shared.auth import PROOF_HEADER, ProofRequest, ProofVerifier, close_device_authenticator
 from shared.settings import get_settings
 from shared.storage import get_storage
 from tests.fakes.entra import EntraIssuer
@@ -158,6 +158,7 @@ async def handler_throughput(
     started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(timed[w::concurrency]) for w in range(concurrency)))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    await close_device_authenticator()
     await get_storage().close()
     return len(timed) / wall, len(timed) / cpu
 

@@ -12,15 +12,18 @@ built on them.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import azure.functions as func
-from azure.identity.aio import DefaultAzureCredential
 
 from shared.auth._blocked import is_blocked
 from shared.auth._clouds import v1_issuer
-from shared.auth._device_auth import DeviceAuthenticator, ProvenDevice
+from shared.auth._device_auth import (
+    AuthenticatedDevice,
+    DeviceAuthenticator,
+    ProvenDevice,
+    app_hostnames,
+    close_device_authenticator,
+    default_device_authenticator,
+)
 from shared.auth._device_proof import (
     MAX_PROOF_BYTES,
     PROOF_ALGORITHMS,
@@ -45,10 +48,8 @@ from shared.auth._keys import TenantKeyCache, parse_jwks
 from shared.auth._replay import ReplayGuard, TableReplayGuard
 from shared.auth._validate import CLOCK_SKEW_SECONDS, MAX_TOKEN_BYTES, Caller, TokenValidator
 from shared.errors import Forbidden
-from shared.graph import GraphClient
 from shared.per_loop import PerLoop
-from shared.settings import BootstrapAuth, Settings, get_settings
-from shared.storage import get_storage
+from shared.settings import get_settings
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
@@ -78,6 +79,7 @@ __all__ = [
     "authenticate",
     "authenticate_device",
     "body_digest",
+    "close_device_authenticator",
     "default_device_authenticator",
     "default_validator",
     "is_admin",
@@ -138,59 +140,6 @@ def require_device_scope(caller: Caller) -> None:
     scope = get_settings().device_scope
     if scope not in caller.scopes:
         raise Forbidden(f"This API requires a user token with the '{scope}' scope.")
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticatedDevice:
-    """Who called a device endpoint, as `BOOTSTRAP_AUTH` asked them to prove it."""
-
-    auth: BootstrapAuth
-    tenant_id: str
-    device_id: str | None  # the proven device; None in `user` mode (nothing proves a device)
-    cert_thumbprint: str | None  # the device certificate's SHA-1 thumbprint, with a proof
-    user: Caller | None  # the user's token, in `user` and `device+user` modes
-
-    def provenance(self) -> dict[str, str]:
-        """How the caller was authenticated, as bundles and reports record it."""
-        recorded: dict[str, str] = {"auth": self.auth}
-        if self.cert_thumbprint:
-            recorded["certThumbprint"] = self.cert_thumbprint
-        if self.user is not None:
-            recorded["oid"] = self.user.object_id
-        return recorded
-
-
-def app_hostnames(settings: Settings, website_hostname: str | None) -> tuple[str, ...]:
-    """The hosts a proof's `htu` may name: WEBSITE_HOSTNAME (Azure sets it; the development host
-    sets its own address) and PUBLIC_HOSTNAMES."""
-    own = (website_hostname,) if website_hostname else ()
-    return own + settings.public_hostnames
-
-
-def _default_device_authenticator() -> DeviceAuthenticator:
-    settings = get_settings()
-    # DefaultAzureCredential: the managed identity in Azure, as discovery reads Graph.
-    graph = GraphClient(settings.graph_base_url, DefaultAzureCredential(), max_retries=0)
-    tenant_id = settings.tenant_id
-
-    async def blocked(device_id: str) -> bool:
-        return await is_blocked(tenant_id, device_id)
-
-    return DeviceAuthenticator(
-        verifier=ProofVerifier(app_hostnames(settings, os.environ.get("WEBSITE_HOSTNAME"))),
-        replay=TableReplayGuard(get_storage()),
-        directory=GraphDeviceDirectory(graph),
-        trust_types=settings.device_trust_types,
-        is_blocked=blocked,
-    )
-
-
-# One per event loop: its Graph client, credential and storage belong to that loop.
-_device_authenticators: PerLoop[DeviceAuthenticator] = PerLoop(_default_device_authenticator)
-
-
-def default_device_authenticator() -> DeviceAuthenticator:
-    return _device_authenticators.get()
 
 
 async def authenticate_device(

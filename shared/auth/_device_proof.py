@@ -226,9 +226,12 @@ def _subject_device_id(certificate: x509.Certificate) -> str | None:
 
 
 def _host_port(netloc: str, *, scheme: str = "https") -> tuple[str, int]:
-    """`host[:port]` as (lower-case host, port), the scheme's default port when none is given."""
+    """`host[:port]` as (lower-case host, port), the scheme's default port when none is given.
+    Loopback names are one host (`localhost`, 127.0.0.1, ::1): a development host is all three."""
     parts = urlsplit(f"//{netloc}")
     host = (parts.hostname or "").lower()
     if not host:
         raise ValueError("no host")
+    if is_loopback_host(host):
+        host = "localhost"
     return host, parts.port or _DEFAULT_PORTS.get(scheme, 443)

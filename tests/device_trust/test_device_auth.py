@@ -164,7 +164,7 @@ async def test_a_disabled_device_stops_within_the_60_second_cache(harness: Harne
     assert await harness.prove(device)
     requests = harness.graph.stats.requests["devices"]
 
-    harness.graph.update_device(device.device_id, accountEnabled=False)
+    harness.graph.disable_device(device.device_id)
     harness.clock.now += 59  # still the cached answer: no Graph request
     assert await harness.prove(device)
     assert harness.graph.stats.requests["devices"] == requests

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.support.storage import storage_on
 NONCE = "n0nce-abcdef"
 # The name devices use for the app, in front of every instance (Azure sets WEBSITE_HOSTNAME so).
 PUBLIC_HOST = "localhost:8443"
+MODES_OF_HOSTS = ("device", "device", "device+user")
 INVALID_PROOF = 'Device-Proof error="invalid_proof"'
 
 
@@ -173,11 +175,14 @@ async def site(
         WEBSITE_HOSTNAME=PUBLIC_HOST,
         **identity.environment(),
     )
+    hosts = [DevHostProcess(env | {"BOOTSTRAP_AUTH": mode}) for mode in MODES_OF_HOSTS]
     with contextlib.ExitStack() as stack:
-        device, device2, both = (
-            stack.enter_context(DevHostProcess(env | {"BOOTSTRAP_AUTH": mode}))
-            for mode in ("device", "device", "device+user")
-        )
+        for host in hosts:
+            stack.callback(host.__exit__, None, None, None)
+        # Started side by side: each spends its start-up importing the app.
+        with ThreadPoolExecutor(len(hosts)) as pool:
+            list(pool.map(DevHostProcess.start, hosts))
+        device, device2, both = hosts
         async with storage_on(own_azurite) as storage, httpx.AsyncClient(timeout=30) as http:
             yield Site(
                 f"http://{PUBLIC_HOST}", device, device2, both, storage, graph, entra_issuer, http
@@ -290,6 +295,16 @@ def _with(**options: Any) -> Attack:
     return attack
 
 
+def _aged(seconds: int) -> Attack:
+    """A proof whose iat is `seconds` from the moment it is sent."""
+
+    def attack(site: Site) -> tuple[str, str | None]:
+        device = site.registered()
+        return device.device_id, site.bundle_proof(device, iat=int(time.time()) + seconds)
+
+    return attack
+
+
 def _registered(**props: Any) -> Attack:
     def attack(site: Site) -> tuple[str, str | None]:
         device = site.registered(**props)
@@ -334,8 +349,8 @@ ATTACKS: dict[str, tuple[Attack, int]] = {
     "another certificate registered for the device": (_other_key_registered, 401),
     "disabled device": (_registered(account_enabled=False), 403),
     "Workplace-only trust type": (_registered(trust_type="Workplace"), 403),
-    "iat 6 minutes old": (_with(iat=int(time.time()) - 360), 401),
-    "iat 6 minutes ahead": (_with(iat=int(time.time()) + 360), 401),
+    "iat 6 minutes old": (_aged(-360), 401),
+    "iat 6 minutes ahead": (_aged(+360), 401),
     "wrong htm": (_with(claims={"htm": "POST"}), 401),
     "wrong htu host": (_with(claims={"htu": "https://evil.example/api/bundle"}), 401),
     "wrong htu path": (_with(claims={"htu": f"http://{PUBLIC_HOST}/api/reports"}), 401),

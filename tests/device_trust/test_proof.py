@@ -81,11 +81,14 @@ def test_report_proof_binds_the_exact_body_and_the_token(device: DeviceIdentity)
     assert "ath" in refused(proof, ProofRequest("POST", url, body=body, bearer_token=token + "x"))
 
 
-def test_loopback_host_may_use_http_with_its_port(device: DeviceIdentity):
-    url = "http://127.0.0.1:7071/api/bundle"
+@pytest.mark.parametrize("host", ["127.0.0.1:7071", "localhost:7071", "[::1]:7071"])
+def test_loopback_host_may_use_http_with_its_port(device: DeviceIdentity, host: str):
+    url = f"http://{host}/api/bundle"
     proof = device.proof("GET", url, nonce=NONCE, iat=NOW)
     request = bundle_request(device, url=url + "?nonce=" + NONCE)
     assert verifier().verify(proof, request).device_id == device.device_id
+    other_port = device.proof("GET", "http://127.0.0.1:7072/api/bundle", nonce=NONCE, iat=NOW)
+    assert "host" in refused(other_port, request)
 
 
 @pytest.mark.parametrize(

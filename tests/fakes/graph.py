@@ -10,8 +10,8 @@ selected properties that have ever been set, cleared ones as `null` (Graph's doc
 default), so a never-set property is absent.
 
 It also serves `GET /v1.0/devices?$filter=deviceId eq '{id}'&$select=...` (what device proofs
-read) over devices a test registers, disables or changes (`register_device`, `update_device`,
-`remove_device`).
+read) over devices a test registers, disables or changes (`register_device`, `disable_device`,
+`update_device`, `remove_device`).
 
 Every request needs a bearer token minted by the fake managed-identity endpoint. Faults can be
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
@@ -266,6 +266,10 @@ class FakeGraph(LoopbackServer):
             raise KeyError(f"not a device property here: {sorted(unknown)}")
         with self._lock:
             self._devices[device_id.lower()].update(props)
+
+    def disable_device(self, device_id: str) -> None:
+        """As an admin disabling the device in Entra ID."""
+        self.update_device(device_id, accountEnabled=False)
 
     def remove_device(self, device_id: str) -> None:
         with self._lock:
