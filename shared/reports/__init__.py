@@ -3,29 +3,36 @@
 The public surface the blueprints use; the modules behind it are private.
 """
 
+from shared.reports._diagnosis import CATALOGUE as DIAGNOSES
+from shared.reports._diagnosis import Diagnosis, diagnose
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
 from shared.reports._recorder import Outcome, StatusContention, record_message, record_report
 from shared.reports._schema import (
     STAGES,
     InvalidReport,
     StatusReport,
-    format_utc,
     parse_report,
     parse_report_text,
 )
 from shared.reports._views import (
+    DeviceFilter,
     DevicePage,
     device_detail,
+    fleet_overview,
     list_devices,
     parse_page_size,
     parse_stage,
     stage_counts,
 )
+from shared.times import format_utc
 
 __all__ = [
+    "DIAGNOSES",
     "MAX_BODY_BYTES",
     "STAGES",
+    "DeviceFilter",
     "DevicePage",
+    "Diagnosis",
     "InvalidReport",
     "Outcome",
     "StatusContention",
@@ -33,6 +40,8 @@ __all__ = [
     "accept_report",
     "check_size",
     "device_detail",
+    "diagnose",
+    "fleet_overview",
     "format_utc",
     "list_devices",
     "parse_page_size",
