@@ -118,6 +118,9 @@ def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[
         audience=audience,
         roles=(values.get("ADMIN_ROLE") or "Bootstrap.Admin",),
     )
+    issuer.serve_demo_admin_tokens(
+        audience=audience, admin_role=values.get("ADMIN_ROLE") or "Bootstrap.Admin"
+    )
     lines.append(f"DEMO Entra ID issuer (signs demo tokens only): {issuer.authority_host}")
     lines.append(f"  device token (1 h): export DEVICE_TOKEN={device}")
     lines.append(f"  admin token (1 h):  export ADMIN_TOKEN={admin}")
