@@ -27,7 +27,7 @@
       else if (name === "on") for (const [ev, fn] of Object.entries(value)) node.addEventListener(ev, fn);
       else node.setAttribute(name, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -168,7 +168,7 @@
 
   // ---- views ------------------------------------------------------------------------------
   async function overview() {
-    const data = await api("/devices?summary=overview");
+    const [data, catalogue] = await Promise.all([api("/devices?summary=overview"), diagnosisCatalogue()]);
     const stageCards = Object.entries(data.counts).map(([stage, count]) =>
       el("div", { class: "card" },
         el("a", { href: `#/devices?stage=${stage}` },
@@ -188,10 +188,12 @@
       diagnoses.length === 0
         ? el("p", { class: "muted", text: "No device has reported yet." })
         : el("table", {},
-          el("thead", {}, el("tr", {}, el("th", { text: "Diagnosis" }), el("th", { class: "num", text: "Devices" }))),
+          el("thead", {}, el("tr", {}, el("th", { text: "Diagnosis" }), el("th", { text: "What it means" }),
+            el("th", { class: "num", text: "Devices" }))),
           el("tbody", {}, diagnoses.map(([code, count]) =>
             el("tr", {},
-              el("td", {}, el("a", { href: `#/devices?diagnosis=${code}`, text: code })),
+              el("td", {}, el("a", { href: `#/devices?diagnosis=${code}` }, badge(catalogue[code] || { code, severity: "info" }))),
+              el("td", { text: catalogue[code] ? catalogue[code].summary : "" }),
               el("td", { class: "num", "data-diagnosis-count": code, text: count }))))));
   }
 
@@ -264,13 +266,17 @@
     return copy.toString();
   }
 
-  let codes = null;
-  async function diagnosisCodes() {
-    if (!codes) {
+  // The diagnosis codes and what each means, from the API's own description.
+  let catalogueCache = null;
+  async function diagnosisCatalogue() {
+    if (!catalogueCache) {
       const doc = await fetch(`${API}/openapi.json`).then((r) => r.json());
-      codes = doc.components.schemas.Diagnosis.properties.code.enum;
+      catalogueCache = doc.components.schemas.Diagnosis["x-catalogue"];
     }
-    return codes;
+    return catalogueCache;
+  }
+  async function diagnosisCodes() {
+    return Object.keys(await diagnosisCatalogue());
   }
 
   async function device(id) {
@@ -307,12 +313,14 @@
   function hex(code) {
     return "0x" + (code >>> 0).toString(16).toUpperCase().padStart(8, "0");
   }
+  const AUTH = { device: "device proof", user: "user token", "device+user": "device proof + user token" };
   function authText(event) {
     if (!event.auth) return "not recorded";
-    const parts = [event.auth];
-    if (event.certThumbprint) parts.push(`certificate ${event.certThumbprint}`);
-    if (event.userObjectId) parts.push(`user ${event.userObjectId}`);
-    return parts.join(", ");
+    const details = [];
+    if (event.certThumbprint) details.push(`certificate ${event.certThumbprint}`);
+    if (event.userObjectId) details.push(`user ${event.userObjectId}`);
+    const label = AUTH[event.auth] || event.auth;
+    return details.length ? `${label} (${details.join(", ")})` : label;
   }
 
   async function runs() {
@@ -359,7 +367,7 @@
       else view = await overview();
       showError("");
       show(view);
-      document.body.dataset.ready = "true";
+      document.body.dataset.rendered = location.hash || "#/overview";
     } catch (error) {
       if (error instanceof SignInNeeded) signedOut(error.message);
       else showError(error.message);

@@ -412,6 +412,8 @@ def _schemas() -> dict[str, Any]:
         },
         "Diagnosis": {
             "type": "object",
+            # What each code means: the console's legend and filter list.
+            "x-catalogue": {code: d.to_json() for code, d in DIAGNOSES.items()},
             "required": ["code", "severity", "summary", "advice"],
             "properties": {
                 "code": {"enum": list(DIAGNOSES)},
