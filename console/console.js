@@ -245,7 +245,7 @@
         el("td", { class: "mono", text: device.deviceId }),
         el("td", { text: device.stage }),
         el("td", {}, badge(device.diagnosis), " ", device.diagnosis.summary),
-        el("td", { title: when(device.lastReportAt), text: ago(device.lastReportAt) })));
+        el("td", { class: "age", title: when(device.lastReportAt), text: ago(device.lastReportAt) })));
     const nextParams = new URLSearchParams(params);
     if (page.next) nextParams.set("next", page.next);
     return el("section", { "data-view": "devices" },

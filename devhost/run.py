@@ -61,14 +61,14 @@ def azurite_for(environ: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def demo_servers_for(settings: Settings, environ: Mapping[str, str]) -> Iterator[None]:
+def demo_servers_for(settings: Settings, environ: Mapping[str, str], port: int) -> Iterator[None]:
     """The discovery helper's loopback Graph / identity / issuer servers, when they exist."""
     if not settings.is_development or importlib.util.find_spec(DEMO_MODULE) is None:
         yield
         return
     from tests.fakes.demo import demo_servers  # type: ignore[import-not-found,unused-ignore]
 
-    with demo_servers(dict(environ)) as lines:
+    with demo_servers(dict(environ), host_url=f"http://{HOST}:{port}") as lines:
         for line in lines:
             print(line)
         yield
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HostConfigError, SettingError) as error:
         print(f"setting error: {error}", file=sys.stderr)
         return 1
-    with azurite_for(os.environ), demo_servers_for(settings, os.environ):
+    with azurite_for(os.environ), demo_servers_for(settings, os.environ, args.port):
         return host_main.main(["--port", str(args.port), "--script-root", str(REPO_ROOT)])
 
 

@@ -37,8 +37,9 @@ def _loopback(url: str | None) -> tuple[int, str] | None:
 
 
 @contextlib.contextmanager
-def demo_servers(values: Mapping[str, str]) -> Iterator[list[str]]:
-    """Start the loopback demo servers `values` point at; yield lines for the console."""
+def demo_servers(values: Mapping[str, str], host_url: str | None = None) -> Iterator[list[str]]:
+    """Start the loopback demo servers `values` point at; yield lines for the console. With
+    `host_url` (the development host's address) the demo data is filled in once it runs."""
     environment = values.get("AZURE_FUNCTIONS_ENVIRONMENT", "")
     if environment != DEVELOPMENT:
         raise DemoRefused(
@@ -50,6 +51,12 @@ def demo_servers(values: Mapping[str, str]) -> Iterator[list[str]]:
         identity = _identity(values, stack, lines)
         _graph(values, identity, stack, lines)
         _issuer(values, stack, lines)
+        if host_url and identity is not None and any("DEMO Microsoft Graph" in x for x in lines):
+            from tests.fakes.demo_fleet import DemoSeeder
+
+            DemoSeeder(values, host_url).start()
+            lines.append("DEMO data: a full discovery and a fleet of device reports follow;")
+            lines.append("  'Demo data ready' is printed when the console has them to show")
         if not lines:
             lines.append("Demo: no loopback Graph/identity/issuer configured; using real ones")
         yield lines
