@@ -539,7 +539,18 @@ def _schemas() -> dict[str, Any]:
         "Health": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"enum": ["healthy", "unhealthy"]}},
+            "properties": {
+                "status": {"enum": ["healthy", "unhealthy"]},
+                "lastDiscoveryRun": _nullable(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "startedAt": _nullable(UTC_TIME),
+                            "finishedAt": _nullable(UTC_TIME),
+                        },
+                    }
+                ),
+            },
         },
         "ConsoleConfig": {
             "type": "object",
