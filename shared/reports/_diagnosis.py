@@ -36,6 +36,18 @@ UserLookup = Callable[[str], Awaitable[UserState]]
 # 0x87D00231 as a signed 32-bit value, the form reports keep (see `_schema`).
 TOKEN_NOT_ACCEPTED: Final = 0x87D00231 - 2**32
 _STUCK_STAGES: Final = ("bundle-received", "installing")
+# The dsregcmd keys the rules read: recorded apart from the raw output (`dsregcmdFacts`), so a
+# fleet-wide count reads a few short values per device instead of up to 16 KiB.
+DSREGCMD_FACTS: Final = (
+    "TenantId",
+    "AzureAdJoined",
+    "DomainJoined",
+    "DeviceAuthStatus",
+    "DeviceId",
+    "Thumbprint",
+    "DeviceCertificateValidity",
+    "KeySignTest",
+)
 _VALIDITY = re.compile(
     r"\[\s*(?P<start>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? UTC\s*--\s*"
     r"(?P<end>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? UTC\s*\]"

@@ -135,7 +135,10 @@ async def _explainer(tenant_id: str) -> _Explainer:
 
 
 def _dsregcmd(row: Mapping[str, Any]) -> dict[str, str]:
-    raw = row.get("dsregcmd")
+    """What the explainer reads of dsregcmd: the facts column, else (older rows) the raw one."""
+    raw = row.get("dsregcmdFacts")
+    if not isinstance(raw, str):
+        raw = row.get("dsregcmd")
     if not isinstance(raw, str):
         return {}
     value = json.loads(raw)
@@ -289,13 +292,15 @@ async def stage_counts(tenant_id: str) -> dict[str, int]:
 
 
 _OVERVIEW_COLUMNS: Final = [
+    "PartitionKey",
+    "RowKey",
     "stage",
     "lastReportAt",
     "reportedAt",
     "ccmsetupExitCode",
     "installErrorCode",
     "userObjectId",
-    "dsregcmd",
+    "dsregcmdFacts",
 ]
 
 
@@ -312,10 +317,13 @@ async def fleet_overview(tenant_id: str) -> dict[str, Any]:
             "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=_OVERVIEW_COLUMNS
         )
         async for row in rows:
-            stages[str(row.get("stage"))] += 1
-            diagnoses[(await explainer.explain(row))["code"]] += 1
-            reported = _aware(row.get("reportedAt"))
-            if row.get("stage") == "installed" and reported is not None:
+            state: Mapping[str, Any] = row
+            if row.get("dsregcmdFacts") is None:
+                state = await _with_raw_dsregcmd(table, row)
+            stages[str(state.get("stage"))] += 1
+            diagnoses[(await explainer.explain(state))["code"]] += 1
+            reported = _aware(state.get("reportedAt"))
+            if state.get("stage") == "installed" and reported is not None:
                 installs[reported.date().isoformat()] += 1
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=n) for n in range(INSTALL_CHART_DAYS - 1, -1, -1)]
@@ -327,6 +335,12 @@ async def fleet_overview(tenant_id: str) -> dict[str, Any]:
         ],
         "total": sum(stages.values()),
     }
+
+
+async def _with_raw_dsregcmd(table: TableClient, row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A row recorded before `dsregcmdFacts` existed: one point read of its raw dsregcmd."""
+    device = await table.get_entity(row["PartitionKey"], row["RowKey"], select=["dsregcmd"])
+    return {**row, "dsregcmd": device.get("dsregcmd")}
 
 
 def _encode_continuation(token: object) -> str | None:

@@ -63,6 +63,24 @@ async def recorded(service: Service) -> dict[str, Any]:
         return bool(sum(row["reportCount"] for row in found) == len(bodies) + len(history))
 
     await wait_for(all_counted, within=60, what="every report recorded")
+    # A row as written before dsregcmdFacts existed: the overview reads its raw dsregcmd.
+    legacy = str(uuid.uuid4())
+    status = await service.storage.table(DEVICE_STATUS)
+    await status.create_entity(
+        {
+            "PartitionKey": TENANT_ID,
+            "RowKey": legacy,
+            "deviceId": legacy,
+            "tenantId": TENANT_ID,
+            "stage": "failed",
+            "ccmsetupExitCode": 6,
+            "reportedAt": now,
+            "lastReportAt": now,
+            "reportCount": 1,
+            "dsregcmd": json.dumps({"AzureAdJoined": "NO", "DomainJoined": "NO"}),
+        }
+    )
+    by_stage["failed"].add(legacy)
     return {
         "by_stage": by_stage,
         "busy": busy,
@@ -136,6 +154,7 @@ async def test_overview_counts_match_the_list(service: Service, recorded: dict[s
     assert sum(overview["diagnoses"].values()) == overview["total"] == sum(expected.values())
     assert overview["diagnoses"]["installed"] == expected["installed"]
     assert overview["diagnoses"]["user-not-discovered"] == 1
+    assert overview["diagnoses"]["not-joined"] == 1  # the row without dsregcmdFacts
     assert len(overview["installsByDay"]) == 30
     assert sum(day["count"] for day in overview["installsByDay"]) == expected["installed"]
 
