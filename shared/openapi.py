@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
-from shared.reports import DIAGNOSES, MAX_BODY_BYTES, STAGES
-from shared.reports._views import INSTALL_CHART_DAYS, MAX_PAGE_SIZE
+from shared.discovery import RUNS_MAX_PAGE_SIZE
+from shared.reports import DIAGNOSES, INSTALL_CHART_DAYS, MAX_BODY_BYTES, MAX_PAGE_SIZE, STAGES
 from shared.settings import MAX_BUNDLE_TTL_MINUTES
 
 JSON: Final = "application/json"
@@ -23,7 +23,6 @@ UTC_TIME: Final = {
     "format": "date-time",
     "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$",
 }
-RUNS_MAX_PAGE_SIZE: Final = 200
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -15,6 +15,8 @@ from shared.reports._schema import (
     parse_report_text,
 )
 from shared.reports._views import (
+    INSTALL_CHART_DAYS,
+    MAX_PAGE_SIZE,
     DeviceFilter,
     DevicePage,
     device_detail,
@@ -28,7 +30,9 @@ from shared.times import format_utc
 
 __all__ = [
     "DIAGNOSES",
+    "INSTALL_CHART_DAYS",
     "MAX_BODY_BYTES",
+    "MAX_PAGE_SIZE",
     "STAGES",
     "DeviceFilter",
     "DevicePage",
