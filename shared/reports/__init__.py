@@ -23,7 +23,6 @@ from shared.reports._views import (
     fleet_overview,
     list_devices,
     parse_page_size,
-    parse_stage,
     stage_counts,
 )
 from shared.times import format_utc
@@ -51,7 +50,6 @@ __all__ = [
     "parse_page_size",
     "parse_report",
     "parse_report_text",
-    "parse_stage",
     "record_message",
     "record_report",
     "stage_counts",

@@ -226,10 +226,6 @@ async def _issuances(tenant_id: str, device_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def parse_stage(value: str | None) -> str | None:
-    return DeviceFilter.from_params({"state": value or ""}).stage
-
-
 def parse_page_size(value: str | None) -> int:
     if value is None or value == "":
         return DEFAULT_PAGE_SIZE
