@@ -74,7 +74,7 @@ async def devices(req: func.HttpRequest) -> func.HttpResponse:
     paging_param = "next" if req.params.get("next") else "continuation"
     page = await list_devices(
         tenant_id,
-        where=where,
+        where,
         page_size=page_size,
         continuation=req.params.get(paging_param),
         paging_param=paging_param,

@@ -239,15 +239,13 @@ def parse_page_size(value: str | None) -> int:
 
 async def list_devices(
     tenant_id: str,
+    where: DeviceFilter,
     *,
-    stage: str | None = None,
     page_size: int,
     continuation: str | None,
-    where: DeviceFilter | None = None,
     paging_param: str = "next",
 ) -> DevicePage:
     """One page of the tenant's devices that pass the filter, and the token for the next."""
-    where = where or DeviceFilter(stage=stage)
     table = await get_storage().table(DEVICE_STATUS)
     query, parameters = where.query(tenant_id)
     token = _decode_continuation(continuation, paging_param)
