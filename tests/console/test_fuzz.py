@@ -22,6 +22,7 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,  # the same inputs on every run: a failure reproduces
+    database=None,  # nothing written into the worktree
     suppress_health_check=[HealthCheck.too_slow],
 )
 # Printable text, URL-hostile characters and the odd non-ASCII one.
