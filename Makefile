@@ -6,9 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 
-.PHONY: setup run test lint bench clean scan-infra lock
+.PHONY: setup run test lint bench clean scan-infra lock console browser
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed console
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The console's MSAL.js, from the npm registry (package.json), into the deployed folder
+# (node_modules is not deployed; console/vendor/ is git-ignored and rebuilt here).
+MSAL_JS := node_modules/@azure/msal-browser/lib/msal-browser.min.js
+console: console/vendor/msal-browser.min.js
+console/vendor/msal-browser.min.js: node_modules/.installed
+	mkdir -p console/vendor
+	cp $(MSAL_JS) $@
+
+# Headless Chromium from Debian for the console's browser tests (Playwright drives it; no
+# browser download). Skipped when it is there already.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
 run: setup
 	$(PY) -m devhost.run --port $(PORT)
 
@@ -28,7 +41,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: lint scan-infra
+test: lint scan-infra browser
 	$(PY) -m pytest
 
 # checkov in its own venv (.venv-scan); fails on any parsing error or unskipped finding.
@@ -42,4 +55,4 @@ lock: setup
 		--no-emit-index-url --no-emit-find-links --output-file requirements.txt requirements.in
 
 clean:
-	rm -rf $(VENV) .venv-scan node_modules .keys .azurite .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-scan node_modules console/vendor artifacts .keys .azurite .mypy_cache .ruff_cache .pytest_cache

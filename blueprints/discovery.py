@@ -7,7 +7,7 @@
   `discovery-continue` queue); other types are ignored.
 - `discovery_continue`: queue `discovery-continue`: resumes a run that spent its time budget, or
   starts the run an event asked for.
-- `discovery_runs`: `GET /api/discovery/runs?pageSize=&continuation=`, admin only, newest first.
+- `discovery_runs`: `GET /api/discovery/runs?pageSize=&next=`, admin only, newest first.
 """
 
 import logging
@@ -113,7 +113,13 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
 async def discovery_runs(req: func.HttpRequest) -> func.HttpResponse:
     caller = await authenticate(req)
     require_admin(caller)
-    size, after = parse_runs_query(req.params.get("pageSize"), req.params.get("continuation"))
+    # One paging scheme: `next`; `continuation` is its older, still documented name.
+    paging_param = "next" if req.params.get("next") else "continuation"
+    size, after = parse_runs_query(
+        req.params.get("pageSize"), req.params.get(paging_param), paging_param=paging_param
+    )
     # Runs are recorded under the configured tenant, which `authenticate` matched to `tid`.
     page = await list_runs(get_settings().tenant_id, size=size, after=after)
-    return json_response({"runs": page.runs, "continuation": page.continuation})
+    return json_response(
+        {"runs": page.runs, "next": page.continuation, "continuation": page.continuation}
+    )

@@ -2,7 +2,8 @@
 
 - `reports`: `POST /api/reports`, a device's status report, enqueued on `device-status`.
 - `record_status`: queue trigger on `device-status`, records each report exactly once in effect.
-- `devices`: `GET /api/devices/{deviceId}` and `GET /api/devices?state=&summary=stage`, admin only.
+- `devices`: `GET /api/devices/{deviceId}`, `GET /api/devices?stage=&diagnosis=&next=` and
+  `?summary=stage|overview`, admin only.
 """
 
 import azure.functions as func
@@ -13,12 +14,13 @@ from shared.http import json_response, problem_boundary
 from shared.ids import parse_guid
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports import (
+    DeviceFilter,
     accept_report,
     check_size,
     device_detail,
+    fleet_overview,
     list_devices,
     parse_page_size,
-    parse_stage,
     record_message,
     stage_counts,
 )
@@ -64,18 +66,30 @@ async def devices(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(detail)
     summary = req.params.get("summary")
     if summary is not None:
-        if summary != "stage":
-            raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage'"})
-        counts = await stage_counts(tenant_id)
-        return json_response({"counts": counts, "total": sum(counts.values())})
-    stage = parse_stage(req.params.get("state"))
+        return json_response(await _summary(tenant_id, summary))
+    where = DeviceFilter.from_params(req.params)
     page_size = parse_page_size(req.params.get("pageSize"))
+    # One paging scheme: `next`; `continuation` is its older, still documented name.
+    paging_param = "next" if req.params.get("next") else "continuation"
     page = await list_devices(
-        tenant_id, stage=stage, page_size=page_size, continuation=req.params.get("continuation")
+        tenant_id,
+        where,
+        page_size=page_size,
+        continuation=req.params.get(paging_param),
+        paging_param=paging_param,
     )
-    body: dict[str, object] = {"devices": page.devices, "continuation": page.continuation}
-    body["next"] = _next_link(stage, page_size, page.continuation)
-    return json_response(body)
+    return json_response(
+        {"devices": page.devices, "next": page.continuation, "continuation": page.continuation}
+    )
+
+
+async def _summary(tenant_id: str, summary: str) -> dict[str, object]:
+    if summary == "stage":
+        counts = await stage_counts(tenant_id)
+        return {"counts": counts, "total": sum(counts.values())}
+    if summary == "overview":
+        return await fleet_overview(tenant_id)
+    raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage' or 'overview'"})
 
 
 def _device_guid(value: str) -> str:
@@ -83,10 +97,3 @@ def _device_guid(value: str) -> str:
     if device_id is None:
         raise BadRequest("Bad device id.", errors={"deviceId": "must be a GUID"})
     return device_id
-
-
-def _next_link(stage: str | None, page_size: int, continuation: str | None) -> str | None:
-    if continuation is None:
-        return None
-    state = f"state={stage}&" if stage else ""
-    return f"/api/devices?{state}pageSize={page_size}&continuation={continuation}"

@@ -69,7 +69,7 @@ def demo_servers_for(settings: Settings, environ: Mapping[str, str], port: int) 
         return
     from tests.fakes.demo import demo_servers  # type: ignore[import-not-found,unused-ignore]
 
-    with demo_servers(dict(environ), api_url=f"http://{HOST}:{port}/api") as lines:
+    with demo_servers(dict(environ), api_url=f"http://{HOST}:{port}/api", seed=True) as lines:
         for line in lines:
             print(line)
         yield

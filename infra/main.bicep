@@ -90,6 +90,14 @@ param discoveryTimeBudgetSeconds int = 240
 @description('DISCOVERY_LEASE_SECONDS: lease of a discovery run.')
 param discoveryLeaseSeconds int = 120
 
+@minValue(5)
+@maxValue(10080)
+@description('DEVICE_STUCK_MINUTES: the failure explainer calls a device stuck after this long at bundle-received or installing.')
+param deviceStuckMinutes int = 120
+
+@description('Extra SPA redirect URIs of the admin console (custom domains): https://<host>/api/console.')
+param consoleRedirectUris array = []
+
 @minLength(1)
 @description('ADMIN_ROLE: app role required on admin endpoints.')
 param adminRole string = 'Bootstrap.Admin'
@@ -116,6 +124,7 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 @description('Flex Consumption scale-out ceiling.')
 param maximumInstanceCount int = 40
 
+var resourceToken = toLower(uniqueString(subscription().id, rg.id, environmentName))
 var tags = {
   'azd-env-name': environmentName
   workload: 'configmgr-cloud-bootstrap'
@@ -149,6 +158,9 @@ module entra 'modules/entra.bicep' = if (manageEntraApps) {
     adminRole: adminRole
     adminPrincipalIds: adminPrincipalIds
     clientRedirectUris: clientRedirectUris
+    // The console signs admins in on the function app's default host (modules/app.bicep names
+    // it func-cmboot-<resourceToken>), plus any custom domain listed.
+    consoleRedirectUris: concat(['https://func-cmboot-${resourceToken}.azurewebsites.net/api/console'], consoleRedirectUris)
     identityPrincipalId: identity.outputs.principalId
   }
 }
@@ -159,7 +171,7 @@ module app 'modules/app.bicep' = {
   params: {
     location: location
     tags: tags
-    resourceToken: toLower(uniqueString(subscription().id, rg.id, environmentName))
+    resourceToken: resourceToken
     identityName: identity.outputs.name
     deployerPrincipalId: deployerPrincipalId
     maximumInstanceCount: maximumInstanceCount
@@ -184,6 +196,7 @@ module app 'modules/app.bicep' = {
       DISCOVERY_DELTA_SCHEDULE: discoveryDeltaSchedule
       DISCOVERY_TIME_BUDGET_SECONDS: string(discoveryTimeBudgetSeconds)
       DISCOVERY_LEASE_SECONDS: string(discoveryLeaseSeconds)
+      DEVICE_STUCK_MINUTES: string(deviceStuckMinutes)
       ADMIN_ROLE: adminRole
       BOOTSTRAP_AUTH: bootstrapAuth
       DEVICE_TRUST_TYPES: deviceTrustTypes

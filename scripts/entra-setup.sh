@@ -9,11 +9,13 @@
 #   azd env set MANAGE_ENTRA_APPS false   # (the script does this for you)
 #   azd provision
 #   scripts/entra-setup.sh grants         # after: Graph User.Read.All and Device.Read.All for
-#                                         # the managed identity,
-#                                         # ADMIN_ROLE for BOOTSTRAP_ADMIN_PRINCIPAL_IDS
+#                                         # the managed identity, ADMIN_ROLE for
+#                                         # BOOTSTRAP_ADMIN_PRINCIPAL_IDS, the console's SPA
+#                                         # redirect URI on the function app's host
 #
-# Reads AZURE_ENV_NAME, ADMIN_ROLE, AAD_RESOURCE_URI, BOOTSTRAP_ADMIN_PRINCIPAL_IDS and
-# MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment when azd is installed.
+# Reads AZURE_ENV_NAME, ADMIN_ROLE, AAD_RESOURCE_URI, BOOTSTRAP_ADMIN_PRINCIPAL_IDS,
+# MANAGED_IDENTITY_PRINCIPAL_ID, AZURE_FUNCTION_APP_NAME and CONSOLE_REDIRECT_URIS from the azd
+# environment when azd is installed.
 set -euo pipefail
 
 GRAPH=https://graph.microsoft.com/v1.0
@@ -21,6 +23,7 @@ GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
 USER_READ_ALL=df021288-bdef-4463-88db-98f22de89214   # Graph application permission User.Read.All
 DEVICE_READ_ALL=7438b122-aefc-4978-80ed-43db9fcc7715 # Graph application permission Device.Read.All
 SCOPE=Bundle.Request
+CONSOLE_SCOPE=Console.Read   # the admin console (a SPA on the server app) asks for it
 
 if command -v azd >/dev/null 2>&1; then
   eval "$(azd env get-values 2>/dev/null | sed -n 's/^\([A-Z_][A-Z0-9_]*\)=/export \1=/p')"
@@ -46,7 +49,7 @@ set_env() { command -v azd >/dev/null 2>&1 && azd env set "$1" "$2" >/dev/null; 
 ensure_apps() {
   local server_name="ConfigMgr Cloud Bootstrap API ($APP_NAME)"
   local client_name="ConfigMgr Cloud Bootstrap client ($APP_NAME)"
-  local server_app client_app server_object scope_id role_id server_sp client_sp
+  local server_app client_app server_object scope_id console_scope_id role_id server_sp client_sp
 
   server_app=$(app_id_by_name "$server_name")
   if [ -z "$server_app" ]; then
@@ -58,6 +61,9 @@ ensure_apps() {
   scope_id=$(az ad app show --id "$server_app" \
     --query "api.oauth2PermissionScopes[?value=='$SCOPE'].id | [0]" --output tsv)
   [ -n "$scope_id" ] || scope_id=$(new_id)
+  console_scope_id=$(az ad app show --id "$server_app" \
+    --query "api.oauth2PermissionScopes[?value=='$CONSOLE_SCOPE'].id | [0]" --output tsv)
+  [ -n "$console_scope_id" ] || console_scope_id=$(new_id)
   role_id=$(az ad app show --id "$server_app" \
     --query "appRoles[?value=='$ADMIN_ROLE'].id | [0]" --output tsv)
   [ -n "$role_id" ] || role_id=$(new_id)
@@ -67,7 +73,10 @@ ensure_apps() {
       \"api\": {\"requestedAccessTokenVersion\": 2, \"oauth2PermissionScopes\": [{
         \"id\": \"$scope_id\", \"value\": \"$SCOPE\", \"type\": \"Admin\", \"isEnabled\": true,
         \"adminConsentDisplayName\": \"Request ConfigMgr install bundles\",
-        \"adminConsentDescription\": \"Lets the ConfigMgr bootstrap client fetch signed ccmsetup bundles and report device status for the signed-in user.\"}]},
+        \"adminConsentDescription\": \"Lets the ConfigMgr bootstrap client fetch signed ccmsetup bundles and report device status for the signed-in user.\"}, {
+        \"id\": \"$console_scope_id\", \"value\": \"$CONSOLE_SCOPE\", \"type\": \"Admin\", \"isEnabled\": true,
+        \"adminConsentDisplayName\": \"Use the ConfigMgr Cloud Bootstrap admin console\",
+        \"adminConsentDescription\": \"Lets the admin console read device status and discovery runs as the signed-in admin.\"}]},
       \"appRoles\": [{\"id\": \"$role_id\", \"value\": \"$ADMIN_ROLE\", \"isEnabled\": true,
         \"allowedMemberTypes\": [\"User\"], \"displayName\": \"ConfigMgr Cloud Bootstrap administrator\",
         \"description\": \"Reads device status reports and discovery runs.\"}]}"
@@ -125,6 +134,24 @@ ensure_grants() {
   for principal in ${admins//,/ }; do
     assign_role "$principal" "$server_sp" "$role_id"
   done
+
+  # The admin console: authorization code + PKCE from the browser on the function app's host
+  # (SPA redirect URI; CONSOLE_REDIRECT_URIS adds custom domains), and tenant-wide consent for
+  # the server app to ask for its own Console.Read scope.
+  local app_name=${AZURE_FUNCTION_APP_NAME:?run azd provision first (it outputs AZURE_FUNCTION_APP_NAME)}
+  local uris="\"https://$app_name.azurewebsites.net/api/console\"" extra
+  local extras=${CONSOLE_REDIRECT_URIS:-}
+  for extra in ${extras//,/ }; do uris="$uris, \"$extra\""; done
+  az rest --method PATCH \
+    --url "$GRAPH/applications/$(az ad app show --id "$AAD_SERVER_APP_ID" --query id --output tsv)" \
+    --headers Content-Type=application/json --body "{\"spa\": {\"redirectUris\": [$uris]}}"
+  if [ -z "$(az rest --method GET --url "$GRAPH/oauth2PermissionGrants?\$filter=clientId eq '$server_sp' and resourceId eq '$server_sp'" --query 'value[0].id' --output tsv)" ]; then
+    az rest --method POST --url "$GRAPH/oauth2PermissionGrants" \
+      --headers Content-Type=application/json --body "{\"clientId\": \"$server_sp\",
+        \"consentType\": \"AllPrincipals\", \"resourceId\": \"$server_sp\", \"scope\": \"$CONSOLE_SCOPE\"}" \
+      --output none
+  fi
+  echo "console: https://$app_name.azurewebsites.net/api/console"
 }
 
 case "${1:-}" in

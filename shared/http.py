@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -17,6 +18,7 @@ from shared.errors import (
     SettingError,
     StorageUnavailable,
 )
+from shared.times import format_utc
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger(__name__)
@@ -24,11 +26,16 @@ _log = logging.getLogger(__name__)
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
 
+def _json_default(value: object) -> str:
+    """One time format in every answer: RFC 3339 UTC with Z (Table storage hands datetimes)."""
+    return format_utc(value) if isinstance(value, datetime) else str(value)
+
+
 def json_response(
     body: object, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps(body, separators=(",", ":"), default=str),
+        json.dumps(body, separators=(",", ":"), default=_json_default),
         status_code=status,
         mimetype="application/json",
         headers={"Cache-Control": "no-store", **(headers or {})},

@@ -88,6 +88,8 @@ class Settings:
     # Rotation: a second bundle-signing key that /api/jwks publishes but nothing signs with.
     signing_next_key_id: str | None = None
     signing_next_key_file: Path | None = None
+    # The failure explainer calls a device stuck after this long at bundle-received/installing.
+    device_stuck_minutes: int = 120
 
     @property
     def is_development(self) -> bool:
@@ -132,6 +134,10 @@ class Settings:
             device_scope=reader.token("DEVICE_SCOPE", "Bundle.Request"),
             signing_next_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_NEXT_KEY_ID"),
             signing_next_key_file=reader.path("BUNDLE_SIGNING_NEXT_KEY_FILE"),
+            # ccmsetup over a CMG takes 10-30 minutes; 120 is four times that.
+            device_stuck_minutes=reader.integer(
+                "DEVICE_STUCK_MINUTES", default=120, low=5, high=10080
+            ),
         )
         if not settings.is_development and not (
             settings.signing_key_id or settings.signing_key_file

@@ -13,6 +13,8 @@ param adminRole string
 @description('Comma-separated object ids of users or groups given the admin app role.')
 param adminPrincipalIds string
 param clientRedirectUris array
+@description('SPA redirect URIs of the admin console (https://<host>/api/console).')
+param consoleRedirectUris array
 @description('Principal id of the function app managed identity.')
 param identityPrincipalId string
 
@@ -23,6 +25,9 @@ var userReadAllRoleId = 'df021288-bdef-4463-88db-98f22de89214'
 var deviceReadAllRoleId = '7438b122-aefc-4978-80ed-43db9fcc7715'
 var bundleScopeValue = 'Bundle.Request'
 var bundleScopeId = guid(appName, 'oauth2PermissionScope', bundleScopeValue)
+// The admin console (a SPA on the server app itself) asks for this delegated scope.
+var consoleScopeValue = 'Console.Read'
+var consoleScopeId = guid(appName, 'oauth2PermissionScope', consoleScopeValue)
 var adminRoleId = guid(appName, 'appRole', adminRole)
 var adminPrincipals = empty(adminPrincipalIds) ? [] : split(adminPrincipalIds, ',')
 
@@ -45,7 +50,19 @@ resource serverApp 'Microsoft.Graph/applications@v1.0' = {
         adminConsentDisplayName: 'Request ConfigMgr install bundles'
         adminConsentDescription: 'Lets the ConfigMgr bootstrap client fetch signed ccmsetup bundles and report device status for the signed-in user.'
       }
+      {
+        id: consoleScopeId
+        value: consoleScopeValue
+        type: 'Admin'
+        isEnabled: true
+        adminConsentDisplayName: 'Use the ConfigMgr Cloud Bootstrap admin console'
+        adminConsentDescription: 'Lets the admin console read device status and discovery runs as the signed-in admin (who also needs the admin app role).'
+      }
     ]
+  }
+  // Authorization code + PKCE from the browser (MSAL.js): SPA redirect URIs, no secret.
+  spa: {
+    redirectUris: consoleRedirectUris
   }
   appRoles: [
     {
@@ -97,6 +114,14 @@ resource clientConsent 'Microsoft.Graph/oauth2PermissionGrants@v1.0' = {
   consentType: 'AllPrincipals'
   resourceId: serverPrincipal.id
   scope: bundleScopeValue
+}
+
+// Tenant-wide consent for the console (the server app calling itself) to ask for Console.Read.
+resource consoleConsent 'Microsoft.Graph/oauth2PermissionGrants@v1.0' = {
+  clientId: serverPrincipal.id
+  consentType: 'AllPrincipals'
+  resourceId: serverPrincipal.id
+  scope: consoleScopeValue
 }
 
 resource graphPrincipal 'Microsoft.Graph/servicePrincipals@v1.0' existing = {

@@ -58,8 +58,11 @@ RUNS_DEFAULT_PAGE_SIZE: Final = 50
 RUNS_MAX_PAGE_SIZE: Final = 200
 
 
-def parse_runs_query(page_size: str | None, continuation: str | None) -> tuple[int, str | None]:
-    """`pageSize` and `continuation` of `GET /api/discovery/runs`, or `BadRequest` naming them."""
+def parse_runs_query(
+    page_size: str | None, continuation: str | None, *, paging_param: str = "continuation"
+) -> tuple[int, str | None]:
+    """`pageSize` and `next` (or its older name `continuation`, as `paging_param` says) of
+    `GET /api/discovery/runs`, or `BadRequest` naming them."""
     errors: dict[str, str] = {}
     size = RUNS_DEFAULT_PAGE_SIZE
     if page_size:
@@ -68,7 +71,7 @@ def parse_runs_query(page_size: str | None, continuation: str | None) -> tuple[i
         else:
             errors["pageSize"] = f"must be a whole number from 1 to {RUNS_MAX_PAGE_SIZE}"
     if continuation and not RUN_ID_PATTERN.fullmatch(continuation):
-        errors["continuation"] = "must be the continuation of a previous page"
+        errors[paging_param] = "must be the 'next' of a previous page"
     if errors:
         raise BadRequest("Bad query for discovery runs.", errors=errors)
     return size, continuation or None

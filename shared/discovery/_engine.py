@@ -121,6 +121,7 @@ def _new_run(
     mode: Mode, trigger: str, state: TenantState, now: datetime, strategy: FullStrategy
 ) -> RunProgress:
     run = RunProgress(new_run_id(now), mode, trigger, "delta", state.delta_link, now)
+    run.expected_users = state.last_full_users
     if mode == "delta" and not state.delta_link:
         run.mode = "full"
         run.fallback_reason = "no delta link yet: the first run is a full run"
@@ -326,6 +327,7 @@ class _Invocation:
         self.state.delta_link = self.run.pending_delta_link or self.state.delta_link
         if self.run.mode == "full":
             self.state.last_full_at = now
+            self.state.last_full_users = self.run.upserts
         else:
             self.state.last_delta_at = now
         self.state.run = None

@@ -6,6 +6,7 @@ continues after the last RowKey returned.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from azure.data.tables.aio import TableClient
 from shared.discovery._state import RunProgress
 from shared.ids import inverted_ticks
 from shared.storage import translate_errors
+from shared.times import format_utc
 
 Status = Literal["running", "succeeded", "failed", "skipped", "continued"]
 RUN_ID_PATTERN: Final = re.compile(r"[0-9]{19}-[0-9a-f]{6}")
@@ -35,6 +37,8 @@ RUN_COLUMNS: Final = (
     "error",
     "fallbackReason",
 )
+# Below this many seconds of running a rate is noise: no time estimate yet.
+MIN_SECONDS_FOR_ESTIMATE: Final = 5.0
 
 
 def new_run_id(now: datetime) -> str:
@@ -76,6 +80,7 @@ class RunLog:
             "startedAt": progress.started_at,
             "durationSeconds": round((now - progress.started_at).total_seconds(), 3),
         }
+        row["progress"] = json.dumps(_progress(progress, status, now), separators=(",", ":"))
         if progress.fallback_reason:
             row["fallbackReason"] = progress.fallback_reason
         if error is not None:
@@ -126,9 +131,34 @@ class RunLog:
         return RunsPage(runs, runs[-1]["runId"] if more and runs else None)
 
 
+def _progress(progress: RunProgress, status: Status, now: datetime) -> dict[str, Any]:
+    """Pages and users so far and, for a full run, the share done and the time left, estimated
+    from the previous full run's user count and this run's rate (written with each checkpoint)."""
+    users = progress.upserts + progress.deletes
+    seconds = (now - progress.started_at).total_seconds()
+    expected = progress.expected_users if progress.mode == "full" else None
+    view: dict[str, Any] = {
+        "pages": progress.pages,
+        "users": users,
+        "expectedUsers": expected,
+        "percent": None,
+        "secondsLeft": None,
+        "usersPerSecond": round(users / seconds, 1) if seconds > 0 else None,
+    }
+    if status == "succeeded":
+        view |= {"percent": 100, "secondsLeft": 0}
+    elif expected:
+        view["percent"] = min(99, int(100 * users / expected))
+        if users and seconds >= MIN_SECONDS_FOR_ESTIMATE:
+            view["secondsLeft"] = max(0, round((expected - users) * seconds / users))
+    return view
+
+
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"runId": row["RowKey"]}
     for column in RUN_COLUMNS:
         value = row.get(column)
-        view[column] = value.isoformat() if isinstance(value, datetime) else value
+        view[column] = format_utc(value) if isinstance(value, datetime) else value
+    raw = row.get("progress")
+    view["progress"] = json.loads(raw) if isinstance(raw, str) else None
     return view

@@ -52,6 +52,8 @@ class RunProgress:
     # Stamped on every row written; the sweep marks live rows without it deleted. A fallback
     # to full gets a new one, so rows written by the abandoned delta do not count as seen.
     sweep_stamp: str | None = None
+    # Users the previous full run wrote: the progress estimate of a full run (None: unknown).
+    expected_users: int | None = None
 
     @property
     def stamp(self) -> str:
@@ -64,6 +66,7 @@ class TenantState:
     delta_link: str | None = None
     last_full_at: datetime | None = None
     last_delta_at: datetime | None = None
+    last_full_users: int | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     run: RunProgress | None = None
@@ -136,6 +139,7 @@ _RUN_FIELDS: Final = {
     "runInvocations": "invocations",
     "runFallbackReason": "fallback_reason",
     "runSweepStamp": "sweep_stamp",
+    "runExpectedUsers": "expected_users",
 }
 
 
@@ -146,6 +150,7 @@ def _to_row(state: TenantState) -> dict[str, Any]:
         "deltaLink": state.delta_link,
         "lastFullAt": state.last_full_at,
         "lastDeltaAt": state.last_delta_at,
+        "lastFullUsers": state.last_full_users,
         "leaseOwner": state.lease_owner,
         "leaseExpiresAt": state.lease_expires_at,
     }
@@ -167,6 +172,7 @@ def _from_row(tenant_id: str, row: dict[str, Any]) -> TenantState:
         delta_link=row.get("deltaLink"),
         last_full_at=_aware(row.get("lastFullAt")),
         last_delta_at=_aware(row.get("lastDeltaAt")),
+        last_full_users=row.get("lastFullUsers"),
         lease_owner=row.get("leaseOwner"),
         lease_expires_at=_aware(row.get("leaseExpiresAt")),
         run=run,

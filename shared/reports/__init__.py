@@ -3,6 +3,8 @@
 The public surface the blueprints use; the modules behind it are private.
 """
 
+from shared.reports._diagnosis import CATALOGUE as DIAGNOSES
+from shared.reports._diagnosis import Diagnosis, diagnose
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
 from shared.reports._message import PROVENANCE_FIELD, parse_message, queue_message
 from shared.reports._recorder import Outcome, StatusContention, record_message, record_report
@@ -10,24 +12,32 @@ from shared.reports._schema import (
     STAGES,
     InvalidReport,
     StatusReport,
-    format_utc,
     parse_report,
     parse_report_text,
 )
 from shared.reports._views import (
+    INSTALL_CHART_DAYS,
+    MAX_PAGE_SIZE,
+    DeviceFilter,
     DevicePage,
     device_detail,
+    fleet_overview,
     list_devices,
     parse_page_size,
-    parse_stage,
     stage_counts,
 )
+from shared.times import format_utc
 
 __all__ = [
+    "DIAGNOSES",
+    "INSTALL_CHART_DAYS",
     "MAX_BODY_BYTES",
+    "MAX_PAGE_SIZE",
     "PROVENANCE_FIELD",
     "STAGES",
+    "DeviceFilter",
     "DevicePage",
+    "Diagnosis",
     "InvalidReport",
     "Outcome",
     "StatusContention",
@@ -35,13 +45,14 @@ __all__ = [
     "accept_report",
     "check_size",
     "device_detail",
+    "diagnose",
+    "fleet_overview",
     "format_utc",
     "list_devices",
     "parse_message",
     "parse_page_size",
     "parse_report",
     "parse_report_text",
-    "parse_stage",
     "queue_message",
     "record_message",
     "record_report",

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from shared.ids import inverted_ticks
-from shared.reports._schema import StatusReport, format_utc
+from shared.reports._diagnosis import DSREGCMD_FACTS
+from shared.reports._schema import StatusReport
+from shared.times import format_utc
 
 # Report fields copied into both tables, as (JSON name, property name).
 _LATEST_FIELDS: Final = (
@@ -20,6 +22,8 @@ _LATEST_FIELDS: Final = (
     ("ccmsetupExitCode", "ccmsetupExitCode"),
     ("clientVersion", "clientVersion"),
     ("siteCode", "siteCode"),
+    ("userObjectId", "userObjectId"),
+    ("installErrorCode", "installErrorCode"),
 )
 
 
@@ -40,9 +44,18 @@ def _report_properties(report: StatusReport) -> dict[str, Any]:
         "ccmsetupExitCode": report.ccmsetup_exit_code,
         "clientVersion": report.client_version,
         "siteCode": report.site_code,
+        "userObjectId": report.user_object_id,
+        "installErrorCode": report.install_error_code,
         "reportedAt": report.reported_at,
         "dsregcmd": json.dumps(report.dsregcmd, ensure_ascii=False) if report.dsregcmd else None,
+        "dsregcmdFacts": _facts(report.dsregcmd),
     }
+
+
+def _facts(dsregcmd: Mapping[str, str]) -> str:
+    """Always written ("{}" without dsregcmd), so a row without it was recorded before it."""
+    facts = {key: dsregcmd[key] for key in DSREGCMD_FACTS if key in dsregcmd}
+    return json.dumps(facts, ensure_ascii=False)
 
 
 def history_entity(report: StatusReport, *, message_id: str | None) -> dict[str, Any]:

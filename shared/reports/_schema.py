@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.ids import parse_guid
+from shared.times import format_utc
 
 STAGES: Final = ("bundle-received", "installing", "installed", "failed")
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
@@ -50,7 +51,9 @@ _REQUIRED: Final = (
     "siteCode",
     "reportedAt",
 )
-_OPTIONAL: Final = ("dsregcmd",)
+# userObjectId: the user whose token the client used; installErrorCode: the last error the
+# client logged (ClientIDManagerStartup.log, the ESP's ConfigMgr step), e.g. 0x87D00231.
+_OPTIONAL: Final = ("dsregcmd", "userObjectId", "installErrorCode")
 
 
 class InvalidReport(ValueError):
@@ -77,6 +80,8 @@ class StatusReport:
     site_code: str | None
     reported_at: datetime
     dsregcmd: dict[str, str] = field(default_factory=dict)
+    user_object_id: str | None = None
+    install_error_code: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -94,15 +99,15 @@ class StatusReport:
         }
         if self.dsregcmd:
             body["dsregcmd"] = self.dsregcmd
+        if self.user_object_id is not None:
+            body["userObjectId"] = self.user_object_id
+        if self.install_error_code is not None:
+            body["installErrorCode"] = self.install_error_code
         return body
 
     def canonical(self) -> str:
         """Sorted keys, no spaces: the same report always gives the same message text."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def format_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
@@ -131,6 +136,8 @@ def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
     site_code = checks.nullable_pattern("siteCode", _SITE_CODE, "a three-character site code")
     reported_at = checks.utc_time("reportedAt", now or datetime.now(UTC))
     dsregcmd = checks.string_map("dsregcmd")
+    user_object_id = checks.guid("userObjectId") if data.get("userObjectId") is not None else None
+    install_error_code = checks.exit_code("installErrorCode")
     if errors:
         raise InvalidReport(errors)
     # No errors means every required field parsed; the checks below only narrow the types.
@@ -155,6 +162,8 @@ def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
         site_code=site_code.upper() if site_code else None,
         reported_at=reported_at,
         dsregcmd=dsregcmd,
+        user_object_id=user_object_id,
+        install_error_code=install_error_code,
     )
 
 

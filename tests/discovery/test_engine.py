@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.discovery import run_discovery
+from shared.discovery import list_runs, run_discovery
 from shared.discovery._users import UserWriter
 from shared.names import AAD_USERS
 from shared.storage import Storage
@@ -304,3 +304,32 @@ async def test_partial_delta_objects_never_wipe_unsent_columns(
             "isDeleted": False,
         }
     }
+
+
+async def test_a_full_run_reports_its_progress_against_the_last_full_run(
+    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
+) -> None:
+    with make_graph(managed_identity_env, 1200) as graph:
+        config = config_for(graph, tenant)
+        assert (await run_discovery("full", "timer", config, storage=storage)).status == (
+            "succeeded"
+        )
+        first = (await list_runs(tenant, size=1, after=None, storage=storage)).runs[0]
+        assert first["progress"] | {"usersPerSecond": None} == {
+            "pages": 2,
+            "users": 1200,
+            "expectedUsers": None,  # nothing to compare the first full run with
+            "percent": 100,
+            "secondsLeft": 0,
+            "usersPerSecond": None,
+        }
+        assert first["startedAt"].endswith("Z")
+        # No time budget: the second full run hands over before its first page.
+        tight = config_for(graph, tenant, time_budget_seconds=0)
+        assert (await run_discovery("full", "timer", tight, storage=storage)).status == (
+            "continued"
+        )
+        running = (await list_runs(tenant, size=1, after=None, storage=storage)).runs[0]
+        assert running["status"] == "continued"
+        assert running["progress"]["expectedUsers"] == 1200
+        assert running["progress"]["percent"] == 0

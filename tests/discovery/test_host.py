@@ -235,6 +235,9 @@ async def check_runs_view(
     assert [r["runId"] for r in rest.json()["runs"]] == [runs[2]["runId"]]
     assert rest.json()["continuation"] is None
 
+    by_next = await http.get(url, params={"pageSize": "2", "next": first["next"]}, headers=admin)
+    assert by_next.json()["runs"] == rest.json()["runs"]
+
     bad = await http.get(url, params={"pageSize": "0", "continuation": "x"}, headers=admin)
     assert bad.status_code == 400
     assert {e["field"] for e in bad.json()["errors"]} == {"pageSize", "continuation"}

@@ -57,11 +57,13 @@ def demo_servers(
     *,
     api_url: str = DEFAULT_API_URL,
     device_folder: Path = DEMO_DEVICE_FOLDER,
+    seed: bool = False,
 ) -> Iterator[list[str]]:
     """Start the loopback demo servers `values` point at; yield lines for the console.
 
     `api_url` is the host's API root (for the printed commands), `device_folder` where the demo
-    device's certificate and key live (made on first use)."""
+    device's certificate and key live (made on first use); with `seed` the demo data (a full
+    discovery and a fleet of device reports) is filled in through the host once it runs."""
     environment = values.get("AZURE_FUNCTIONS_ENVIRONMENT", "")
     if environment != DEVELOPMENT:
         raise DemoRefused(
@@ -75,6 +77,12 @@ def demo_servers(
         _issuer(values, stack, lines)
         if graph is not None:
             _device(values, graph, lines, api_url=api_url, folder=device_folder)
+        if seed and identity is not None and any("DEMO Microsoft Graph" in x for x in lines):
+            from tests.fakes.demo_fleet import DemoSeeder
+
+            DemoSeeder(values, api_url.removesuffix("/api")).start()
+            lines.append("DEMO data: a full discovery and a fleet of device reports follow;")
+            lines.append("  'Demo data ready' is printed when the console has them to show")
         if not lines:
             lines.append("Demo: no loopback Graph/identity/issuer configured; using real ones")
         yield lines
@@ -143,6 +151,9 @@ def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[
         client_app_id=client_app_id,
         audience=audience,
         roles=(values.get("ADMIN_ROLE") or "Bootstrap.Admin",),
+    )
+    issuer.serve_demo_admin_tokens(
+        audience=audience, admin_role=values.get("ADMIN_ROLE") or "Bootstrap.Admin"
     )
     lines.append(f"DEMO Entra ID issuer (signs demo tokens only): {issuer.authority_host}")
     lines.append(f"  device token (1 h): export DEVICE_TOKEN={device}")

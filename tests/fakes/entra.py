@@ -38,6 +38,8 @@ from tests.support.settings import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, T
 ADMIN_ROLE: Final = "Bootstrap.Admin"
 DEFAULT_SCOPE: Final = "Bundle.Request"  # the scope the server app exposes to devices
 TOKEN_LIFETIME_SECONDS: Final = 3600
+DEMO_CONSOLE_SCOPE: Final = "Console.Read"
+_DEMO_TOKEN_PATH = re.compile(r"^/(?P<tenant>[A-Za-z0-9.-]+)/demo/admin-token$")
 _PATH = re.compile(
     r"^/(?P<tenant>[A-Za-z0-9.-]+)/(?:(?P<oidc>v2\.0/\.well-known/openid-configuration)"
     r"|(?P<keys>discovery/(?:v2\.0/)?keys))$"
@@ -80,6 +82,8 @@ class EntraIssuer(LoopbackServer):
         self._published: list[SigningKey] = [self.current_key]
         self.key_fetches = 0
         self.keys_available = True
+        # Set by `serve_demo_admin_tokens`: the console's Development sign-in.
+        self._demo_admin: dict[str, Any] | None = None
 
     @property
     def authority_host(self) -> str:
@@ -121,7 +125,34 @@ class EntraIssuer(LoopbackServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/{path:.*}", self._get)
+        app.router.add_post("/{path:.*}", self._post)
         return app
+
+    def serve_demo_admin_tokens(self, *, audience: str, admin_role: str = ADMIN_ROLE) -> None:
+        """Answer `POST /{tenant}/demo/admin-token` with a signed-in admin's access token (the
+        console's Development sign-in: MSAL.js needs an https authority, this issuer is http).
+        Loopback only, like the issuer itself; the product trusts it only in Development."""
+        self._demo_admin = {"audience": audience, "roles": (admin_role,)}
+
+    async def _post(self, request: web.Request) -> web.Response:
+        match = _DEMO_TOKEN_PATH.match(request.rel_url.raw_path)
+        if match is None or self._demo_admin is None:
+            return web.json_response({"error": "not_found"}, status=404)
+        token = self.sign(
+            _apply(
+                self.access_token_claims(
+                    client_app_id=self._demo_admin["audience"],
+                    roles=self._demo_admin["roles"],
+                    tenant_id=match["tenant"],
+                    audience=self._demo_admin["audience"],
+                    scope=DEMO_CONSOLE_SCOPE,
+                ),
+                {"name": "Demo Admin", "preferred_username": "admin@demo.contoso.example"},
+            )
+        )
+        body = {"token_type": "Bearer", "access_token": token, "expires_in": TOKEN_LIFETIME_SECONDS}
+        # The console runs on the host's origin, another port: a simple CORS request.
+        return web.json_response(body, headers={"Access-Control-Allow-Origin": "*"})
 
     async def _get(self, request: web.Request) -> web.Response:
         match = _PATH.match(request.rel_url.raw_path)

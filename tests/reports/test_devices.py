@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.names import DEVICE_STATUS
+from shared.names import AAD_USERS, DEVICE_STATUS
 from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import Service, enqueue, http, report, rows, wait_for
+from tests.support.settings import TENANT_ID
 
 STAGE_DEVICES = {"failed": 12, "installed": 5, "installing": 4, "bundle-received": 3}
 HISTORY_DEVICE_REPORTS = 25
@@ -35,6 +36,26 @@ async def recorded(service: Service) -> dict[str, Any]:
     ]
     history[-1]["stage"] = "installed"
     by_stage["installed"].add(busy)
+    # 0x87D00231 for a user discovery never saw, and for one it did (a point read tells them apart).
+    known_user, unknown_user = str(uuid.uuid4()), str(uuid.uuid4())
+    users = await service.storage.table(AAD_USERS)
+    await users.upsert_entity(
+        {
+            "PartitionKey": TENANT_ID,
+            "RowKey": known_user,
+            "displayName": "Adele",
+            "isDeleted": False,
+        }
+    )
+    token_errors = {
+        user: report(
+            stage="failed", reported_at=now, installErrorCode=0x87D00231, userObjectId=user
+        )
+        for user in (known_user, unknown_user)
+    }
+    for body in token_errors.values():
+        by_stage["failed"].add(body["deviceId"])
+    bodies += token_errors.values()
     await enqueue(service.storage, [json.dumps(b) for b in [*bodies, *history]])
 
     async def all_counted() -> bool:
@@ -42,7 +63,31 @@ async def recorded(service: Service) -> dict[str, Any]:
         return bool(sum(row["reportCount"] for row in found) == len(bodies) + len(history))
 
     await wait_for(all_counted, within=60, what="every report recorded")
-    return {"by_stage": by_stage, "busy": busy, "history": history}
+    # A row as written before dsregcmdFacts existed: the overview reads its raw dsregcmd.
+    legacy = str(uuid.uuid4())
+    status = await service.storage.table(DEVICE_STATUS)
+    await status.create_entity(
+        {
+            "PartitionKey": TENANT_ID,
+            "RowKey": legacy,
+            "deviceId": legacy,
+            "tenantId": TENANT_ID,
+            "stage": "failed",
+            "ccmsetupExitCode": 6,
+            "reportedAt": now,
+            "lastReportAt": now,
+            "reportCount": 1,
+            "dsregcmd": json.dumps({"AzureAdJoined": "NO", "DomainJoined": "NO"}),
+        }
+    )
+    by_stage["failed"].add(legacy)
+    return {
+        "by_stage": by_stage,
+        "busy": busy,
+        "history": history,
+        "not_discovered": token_errors[unknown_user]["deviceId"],
+        "refused": token_errors[known_user]["deviceId"],
+    }
 
 
 def get(service: Service, path: str, token: str | None = None) -> Any:
@@ -53,21 +98,65 @@ async def test_paging_through_failed_devices_sees_each_once(
     service: Service, recorded: dict[str, Any]
 ) -> None:
     seen: list[str] = []
-    path: str | None = "/api/devices?state=failed&pageSize=5"
+    token: str | None = ""
     pages = 0
-    while path is not None:
-        answer = get(service, path)
+    while token is not None:
+        answer = get(service, f"/api/devices?stage=failed&pageSize=5&next={token}")
         assert answer.status == 200, answer.body
         body = answer.json()
         assert len(body["devices"]) <= 5
         assert all(device["stage"] == "failed" for device in body["devices"])
+        assert all(device["diagnosis"]["advice"] for device in body["devices"])
         seen += [device["deviceId"] for device in body["devices"]]
-        path = body["next"]
-        assert (path is None) == (body["continuation"] is None)
+        token = body["next"]
+        assert token == body["continuation"]
         pages += 1
         assert pages < 10
     assert pages >= 3
     assert sorted(seen) == sorted(recorded["by_stage"]["failed"])
+
+
+async def test_the_older_state_and_continuation_names_still_page(
+    service: Service, recorded: dict[str, Any]
+) -> None:
+    first = get(service, "/api/devices?state=failed&pageSize=10").json()
+    second = get(service, f"/api/devices?state=failed&pageSize=10&continuation={first['next']}")
+    ids = [d["deviceId"] for d in first["devices"] + second.json()["devices"]]
+    assert sorted(ids) == sorted(recorded["by_stage"]["failed"])
+
+
+async def test_diagnosis_filter_and_the_user_cross_check(
+    service: Service, recorded: dict[str, Any]
+) -> None:
+    answer = get(service, "/api/devices?diagnosis=user-not-discovered&pageSize=3")
+    assert answer.status == 200, answer.body
+    assert [d["deviceId"] for d in answer.json()["devices"]] == [recorded["not_discovered"]]
+    detail = get(service, f"/api/devices/{recorded['refused']}").json()
+    assert detail["diagnosis"]["code"] == "user-token-refused"
+    assert detail["installErrorCode"] == 0x87D00231 - 2**32
+
+
+async def test_last_report_filter_narrows_by_time(
+    service: Service, recorded: dict[str, Any]
+) -> None:
+    cut = (datetime.now(UTC) - timedelta(minutes=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    older = get(service, f"/api/devices?lastReportAtBefore={cut}&pageSize=1000").json()
+    newer = get(service, f"/api/devices?lastReportAtAfter={cut}&pageSize=1000").json()
+    newer_ids = {d["deviceId"] for d in newer["devices"]}
+    assert newer_ids == {recorded["busy"]}
+    assert recorded["busy"] not in {d["deviceId"] for d in older["devices"]}
+
+
+async def test_overview_counts_match_the_list(service: Service, recorded: dict[str, Any]) -> None:
+    overview = get(service, "/api/devices?summary=overview").json()
+    expected = {stage: len(ids) for stage, ids in recorded["by_stage"].items()}
+    assert overview["counts"] == expected
+    assert sum(overview["diagnoses"].values()) == overview["total"] == sum(expected.values())
+    assert overview["diagnoses"]["installed"] == expected["installed"]
+    assert overview["diagnoses"]["user-not-discovered"] == 1
+    assert overview["diagnoses"]["not-joined"] == 1  # the row without dsregcmdFacts
+    assert len(overview["installsByDay"]) == 30
+    assert sum(day["count"] for day in overview["installsByDay"]) == expected["installed"]
 
 
 async def test_counts_by_stage(service: Service, recorded: dict[str, Any]) -> None:
@@ -89,6 +178,8 @@ async def test_one_device_shows_latest_state_and_newest_history_first(
     assert body["reportCount"] == HISTORY_DEVICE_REPORTS
     assert body["lastReportAt"] == newest["reportedAt"]
     assert body["dsregcmd"] == newest["dsregcmd"]
+    assert body["diagnosis"]["code"] == "installed"
+    assert [e["kind"] for e in body["timeline"]] == ["report"] * 20
     shown = [item["reportId"] for item in body["history"]]
     assert shown == [b["reportId"] for b in reversed(recorded["history"])][:20]
 
@@ -103,6 +194,10 @@ async def test_one_device_shows_latest_state_and_newest_history_first(
         ("/api/devices?continuation=%%%", 400, "continuation"),
         ("/api/devices?continuation=WzFd", 400, "continuation"),
         ("/api/devices?summary=site", 400, "summary"),
+        ("/api/devices?next=WzFd", 400, "next"),
+        ("/api/devices?stage=done", 400, "stage"),
+        ("/api/devices?diagnosis=sad", 400, "diagnosis"),
+        ("/api/devices?lastReportAtBefore=yesterday", 400, "lastReportAtBefore"),
     ],
 )
 async def test_bad_requests_name_the_parameter(
