@@ -16,7 +16,12 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     report = await check_health()
     if report.healthy:
         return json_response(report.as_dict())
-    reason = "storage is not reachable" if not report.storage_reachable else "settings are invalid"
+    if not report.storage_reachable:
+        reason = "storage is not reachable"
+    elif not report.settings_valid:
+        reason = "settings are invalid"
+    else:
+        reason = "a Graph subscription expires within 24 hours without a renewal"
     problem = ServiceUnavailable(f"Unhealthy: {reason}.", retry_after_seconds=10)
     problem.extensions.update(report.as_dict())
     return problem_response(problem)

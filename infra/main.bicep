@@ -90,6 +90,15 @@ param discoveryTimeBudgetSeconds int = 240
 @description('DISCOVERY_LEASE_SECONDS: lease of a discovery run.')
 param discoveryLeaseSeconds int = 120
 
+@description('GRAPH_SUBSCRIPTION_SCHEDULE (NCRONTAB, six fields): create and renew Graph subscriptions.')
+param graphSubscriptionSchedule string = '0 17 */6 * * *'
+
+@description('Name of the Microsoft Graph partner topic for change notifications. Empty: no Graph subscriptions (GRAPH_NOTIFICATION_URL unset); discovery runs on its timers only.')
+param graphPartnerTopicName string = ''
+
+@description('DISCOVERY_GROUPS: all (every security group), none, or a comma list of group object ids.')
+param discoveryGroups string = 'none'
+
 @minLength(1)
 @description('ADMIN_ROLE: app role required on admin endpoints.')
 param adminRole string = 'Bootstrap.Admin'
@@ -108,6 +117,9 @@ var tags = {
   workload: 'configmgr-cloud-bootstrap'
 }
 var appName = '${environmentName}-cmbootstrap'
+// Where Graph delivers change and lifecycle notifications: the partner topic, created by Graph
+// on the first subscription the app makes (graph_subscriptions) and activated by the azd hook.
+var graphNotificationUrl = empty(graphPartnerTopicName) ? '' : 'EventGrid:?azuresubscriptionid=${subscription().subscriptionId}&resourcegroup=${rg.name}&partnertopic=${graphPartnerTopicName}&location=${location}'
 var effectiveResourceUri = empty(resourceUri) ? 'api://${tenant().tenantId}/${appName}' : resourceUri
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -172,6 +184,9 @@ module app 'modules/app.bicep' = {
       DISCOVERY_TIME_BUDGET_SECONDS: string(discoveryTimeBudgetSeconds)
       DISCOVERY_LEASE_SECONDS: string(discoveryLeaseSeconds)
       ADMIN_ROLE: adminRole
+      GRAPH_SUBSCRIPTION_SCHEDULE: graphSubscriptionSchedule
+      GRAPH_NOTIFICATION_URL: graphNotificationUrl
+      DISCOVERY_GROUPS: discoveryGroups
     }
   }
 }

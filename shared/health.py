@@ -1,4 +1,5 @@
-"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run."""
+"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run, and
+the Graph change-notification subscriptions (an expiry within 24 hours is unhealthy)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
+from shared.discovery import SubscriptionConfig, subscription_health
 from shared.errors import SettingError, StorageUnavailable
 from shared.names import DISCOVERY_RUNS
 from shared.settings import Settings, get_settings
@@ -20,10 +22,12 @@ class HealthReport:
     settings_valid: bool
     settings_error: str | None = None
     last_discovery_run: dict[str, Any] | None = field(default=None)
+    subscriptions_healthy: bool = True
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return self.storage_reachable and self.settings_valid
+        return self.storage_reachable and self.settings_valid and self.subscriptions_healthy
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +35,7 @@ class HealthReport:
             "storage": {"reachable": self.storage_reachable},
             "settings": {"valid": self.settings_valid, "error": self.settings_error},
             "lastDiscoveryRun": self.last_discovery_run,
+            "subscriptions": self.subscriptions,
         }
 
 
@@ -54,7 +59,16 @@ async def check_health() -> HealthReport:
     if settings is not None:
         with contextlib.suppress(*unreachable):
             report.last_discovery_run = await _last_run(settings.tenant_id)
+        with contextlib.suppress(*unreachable):
+            await _subscriptions(report, settings)
     return report
+
+
+async def _subscriptions(report: HealthReport, settings: Settings) -> None:
+    """Each Graph subscription's expiry; one expiring within 24 hours makes the app unhealthy
+    (a renewal that worked would have moved it ~29 days out)."""
+    config = SubscriptionConfig.from_settings(settings)
+    report.subscriptions_healthy, report.subscriptions = await subscription_health(config)
 
 
 async def _last_run(tenant_id: str) -> dict[str, Any] | None:

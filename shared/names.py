@@ -11,6 +11,9 @@ DEVICE_STATUS_HISTORY: Final = "DeviceStatusHistory"
 BUNDLE_ISSUANCE: Final = "BundleIssuance"
 BLOCKED_DEVICES: Final = "BlockedDevices"
 REJECTED_REPORTS: Final = "RejectedReports"
+AAD_GROUPS: Final = "AadGroups"
+AAD_GROUP_MEMBERS: Final = "AadGroupMembers"
+GRAPH_SUBSCRIPTIONS: Final = "GraphSubscriptions"
 
 ALL_TABLES: Final = (
     AAD_USERS,
@@ -21,6 +24,9 @@ ALL_TABLES: Final = (
     BUNDLE_ISSUANCE,
     BLOCKED_DEVICES,
     REJECTED_REPORTS,
+    AAD_GROUPS,
+    AAD_GROUP_MEMBERS,
+    GRAPH_SUBSCRIPTIONS,
 )
 
 # Queues

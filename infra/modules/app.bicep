@@ -27,6 +27,9 @@ var tableNames = [
   'BundleIssuance'
   'BlockedDevices'
   'RejectedReports'
+  'AadGroups'
+  'AadGroupMembers'
+  'GraphSubscriptions'
 ]
 var queueNames = [
   'discovery-continue'

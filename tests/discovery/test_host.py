@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from devhost.azurite import Azurite
+from shared.names import GRAPH_SUBSCRIPTIONS
 from shared.storage import Storage
 from tests.discovery.conftest import (
     assert_mirrors,
@@ -26,6 +28,7 @@ from tests.discovery.conftest import (
 from tests.discovery.test_engine import change_directory
 from tests.fakes.entra import ADMIN_ROLE, EntraIssuer
 from tests.fakes.graph import FakeGraph
+from tests.fakes.graph_groups import Subscription, graph_event
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
@@ -68,7 +71,7 @@ class Hosted:
 
     async def runs_settled(self, count: int) -> list[dict[str, Any]] | None:
         runs = await run_rows(self.storage, self.tenant)
-        done = [r for r in runs if r["status"] in ("succeeded", "skipped", "failed")]
+        done = [r for r in runs if r["status"] in ("succeeded", "failed")]
         return runs if len(runs) == count and len(done) == count else None
 
 
@@ -106,31 +109,31 @@ def hosting(
     return hosted
 
 
-def graph_notification(tenant: str, user_id: str) -> dict[str, Any]:
-    """A Microsoft Graph change notification as an Event Grid partner event (CloudEvents)."""
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "type": "Microsoft.Graph.UserUpdated",
-        "source": f"/tenants/{tenant}/applications/{uuid.uuid4()}",
-        "subject": f"Users/{user_id}",
-        "time": datetime.now(UTC).isoformat(),
-        "datacontenttype": "application/json",
-        "data": {
-            "changeType": "updated",
-            "clientState": "secret-not-logged",
-            "resource": f"Users/{user_id}",
-            "resourceData": {
-                "@odata.type": "#Microsoft.Graph.User",
-                "@odata.id": f"Users/{user_id}",
-                "id": user_id,
-                "organizationId": tenant,
-            },
-            "subscriptionExpirationDateTime": datetime.now(UTC).isoformat(),
-            "subscriptionId": str(uuid.uuid4()),
-            "tenantId": tenant,
-        },
-    }
+NOTIFICATION_URL = (
+    "EventGrid:?azuresubscriptionid=8f4b2c1d-3e5f-4a6b-9c7d-0e1f2a3b4c5d"
+    "&resourcegroup=rg-cmboot&partnertopic=graph-cmboot&location=westeurope"
+)
+
+
+async def as_awaitable(value: bool) -> bool:
+    return value
+
+
+async def subscribed(
+    storage: Storage, tenant: str, graph: FakeGraph, resource: str
+) -> tuple[Subscription, str]:
+    """The live Graph subscription for `resource` and the clientState the app keeps for it."""
+
+    async def recorded() -> dict[str, Any] | None:
+        table = await storage.table(GRAPH_SUBSCRIPTIONS)
+        try:
+            row = await table.get_entity(tenant, resource)
+        except ResourceNotFoundError:
+            return None
+        return dict(row) if row.get("subscriptionId") else None
+
+    row = await wait_until(recorded, 20, f"a {resource} subscription is recorded")
+    return graph.subscriptions()[row["subscriptionId"]], row["clientState"]
 
 
 def custom_event(event_type: str, data: Any) -> dict[str, Any]:
@@ -152,9 +155,12 @@ async def test_timer_event_grid_and_admin_runs_view(
     http: httpx.AsyncClient,
     tenant: str,
 ) -> None:
-    with hosting(1500, AAD_AUTHORITY_HOST=issuer.authority_host) as hosted:
+    with hosting(
+        1500, AAD_AUTHORITY_HOST=issuer.authority_host, GRAPH_NOTIFICATION_URL=NOTIFICATION_URL
+    ) as hosted:
         graph = hosted.graph
         with DevHostProcess(hosted.env) as host:
+            await hosted.trigger(host, "graph_subscriptions")
             await hosted.trigger(host, "discovery_full")
             await wait_until(
                 lambda: hosted.newest_run(mode="full", trigger="timer", status="succeeded"),
@@ -164,7 +170,30 @@ async def test_timer_event_grid_and_admin_runs_view(
             await assert_mirrors(own_storage, tenant, graph)
 
             changed = change_directory(graph)
-            await hosted.publish(host, graph_notification(tenant, changed["renamed"]), cloud=True)
+            subscription, client_state = await subscribed(own_storage, tenant, graph, "users")
+            # A notification without the subscription's clientState is ignored (and logged).
+            forged = graph_event(
+                tenant,
+                "Microsoft.Graph.UserUpdated",
+                subscription,
+                client_state="guessed-client-state",
+                resource_id=changed["renamed"],
+            )
+            await hosted.publish(host, forged, cloud=True)
+            await wait_until(
+                lambda: as_awaitable("clientState does not match" in host.output()),
+                10,
+                "the forged notification is logged",
+            )
+            assert len(await run_rows(own_storage, tenant)) == 1
+            event = graph_event(
+                tenant,
+                "Microsoft.Graph.UserUpdated",
+                subscription,
+                client_state=client_state,
+                resource_id=changed["renamed"],
+            )
+            await hosted.publish(host, event, cloud=True)
             await wait_until(
                 lambda: hosted.newest_run(mode="delta", trigger="eventgrid", status="succeeded"),
                 30,
@@ -191,7 +220,8 @@ async def test_timer_event_grid_and_admin_runs_view(
             log = host.output()
             assert "malformed Event Grid event ignored" in log
             assert "not for discovery" in log
-            assert "secret-not-logged" not in log
+            assert client_state not in log
+            assert "guessed-client-state" not in log
 
             await check_runs_view(host, http, issuer, tenant)
 
@@ -272,22 +302,22 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
                 return None
             return state if state.get("runPages", 0) >= 1 else None
 
-        async def skipped() -> dict[str, Any] | None:
-            runs = await run_rows(own_storage, tenant)
-            return next((r for r in runs if r["status"] == "skipped"), None)
+        async def pending() -> dict[str, Any] | None:
+            state = await state_row(own_storage, tenant)
+            return state if state.get("pendingRequests") else None
 
         with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             state = await wait_until(one_page_written, 30, "a page is checkpointed")
-            # An overlapping trigger coalesces: recorded as skipped, the run goes on.
+            # An overlapping trigger coalesces: it waits as a pending request, the run goes on.
             await hosted.publish(
                 host, custom_event("CMBootstrap.DiscoveryRequested", {"mode": "delta"}), cloud=False
             )
-            overlap = await wait_until(skipped, 10, "the overlapping event is skipped")
+            overlap = await wait_until(pending, 10, "the overlapping event is pending")
             host.kill()
         run_id = state["runId"]
-        assert (overlap["trigger"], overlap["mode"]) == ("eventgrid", "delta")
-        assert run_id in overlap["error"]
+        assert (overlap["pendingTrigger"], overlap["pendingMode"]) == ("eventgrid", "delta")
+        assert overlap["runId"] == run_id
 
         async def lease_expired() -> bool:
             state = await state_row(own_storage, tenant)
@@ -296,9 +326,13 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
         await wait_until(lease_expired, 15, "the dead host's lease expires")
         with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_delta")
+            # The resumed run, then one run for the pending event and the delta timer.
             runs = await wait_until(
-                lambda: hosted.runs_settled(2), 60, "the run is resumed and finishes"
+                lambda: hosted.runs_settled(2), 60, "the run is resumed, the pending one runs"
             )
+        assert [(r["mode"], r["trigger"], r["requests"]) for r in runs[:1]] == [
+            ("delta", "eventgrid", 2)
+        ]
         run = next(r for r in runs if r["RowKey"] == run_id)
         assert run["status"] == "succeeded"
         assert (run["mode"], run["pages"], run["upserts"], run["invocations"]) == (
