@@ -96,6 +96,11 @@ param graphSubscriptionSchedule string = '0 17 */6 * * *'
 @description('Name of the Microsoft Graph partner topic for change notifications. Empty: no Graph subscriptions (GRAPH_NOTIFICATION_URL unset); discovery runs on its timers only.')
 param graphPartnerTopicName string = ''
 
+@minValue(0)
+@maxValue(600)
+@description('DISCOVERY_COALESCE_SECONDS: a run for requests that came during another run waits this long, so a burst of events becomes one run.')
+param discoveryCoalesceSeconds int = 15
+
 @description('DISCOVERY_GROUPS: all (every security group), none, or a comma list of group object ids.')
 param discoveryGroups string = 'none'
 
@@ -187,6 +192,7 @@ module app 'modules/app.bicep' = {
       GRAPH_SUBSCRIPTION_SCHEDULE: graphSubscriptionSchedule
       GRAPH_NOTIFICATION_URL: graphNotificationUrl
       DISCOVERY_GROUPS: discoveryGroups
+      DISCOVERY_COALESCE_SECONDS: string(discoveryCoalesceSeconds)
     }
   }
 }

@@ -88,6 +88,7 @@ class Settings:
     graph_subscription_schedule: str = "0 17 */6 * * *"
     graph_notification_url: str | None = None
     discovery_groups: GroupScope = "none"
+    discovery_coalesce_seconds: int = 15
     # Rotation: a second bundle-signing key that /api/jwks publishes but nothing signs with.
     signing_next_key_id: str | None = None
     signing_next_key_file: Path | None = None
@@ -138,6 +139,9 @@ class Settings:
             ),
             graph_notification_url=reader.event_grid_url("GRAPH_NOTIFICATION_URL"),
             discovery_groups=reader.group_scope("DISCOVERY_GROUPS"),
+            discovery_coalesce_seconds=reader.integer(
+                "DISCOVERY_COALESCE_SECONDS", default=15, low=0, high=600
+            ),
             signing_next_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_NEXT_KEY_ID"),
             signing_next_key_file=reader.path("BUNDLE_SIGNING_NEXT_KEY_FILE"),
         )

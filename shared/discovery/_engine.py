@@ -79,6 +79,8 @@ class DiscoveryConfig:
     lease_seconds: int
     full_strategy: FullStrategy = "latest-then-list"
     group_scope: GroupScope = "none"
+    # How long the run for pending requests waits, so that the rest of a burst joins it.
+    coalesce_seconds: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscoveryConfig:
@@ -88,6 +90,7 @@ class DiscoveryConfig:
             time_budget_seconds=settings.discovery_time_budget_seconds,
             lease_seconds=settings.discovery_lease_seconds,
             group_scope=settings.discovery_groups,
+            coalesce_seconds=settings.discovery_coalesce_seconds,
         )
 
     @property
@@ -184,8 +187,8 @@ def _start(
         if trigger != PENDING:
             state.add_pending(mode, trigger)
         return now
-    lease = timedelta(seconds=config.lease_seconds)
-    if trigger != PENDING and state.pending_run_queued(now, lease):
+    window = timedelta(seconds=config.lease_seconds + config.coalesce_seconds)
+    if trigger != PENDING and state.pending_run_queued(now, window):
         state.add_pending(mode, trigger)
         return RunResult("coalesced", None, mode)
     waiting, waiting_mode, waiting_trigger = state.take_pending()
@@ -436,11 +439,12 @@ class _Invocation:
         self.state = await self._save(self.states.released(self.state))
         await self.runs.record(self.run, "succeeded", finished=True)
         if self.state.pending_requests:
-            # One message whatever the count: the run it starts serves every pending request.
+            # One message whatever the count: the run it starts serves every pending request,
+            # and those that arrive before it becomes visible.
             kick = Continuation(
                 self.config.tenant_id, "delta", trigger=PENDING, resource=self.resource
             )
-            await send_continuation(kick, self.storage)
+            await send_continuation(kick, self.storage, delay_seconds=self.config.coalesce_seconds)
         _log.info(
             "discovery run succeeded",
             extra=self.log_ids

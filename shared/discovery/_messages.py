@@ -47,10 +47,13 @@ class Continuation:
         return json.dumps(body)
 
 
-async def send_continuation(message: Continuation, storage: Storage | None = None) -> None:
+async def send_continuation(
+    message: Continuation, storage: Storage | None = None, *, delay_seconds: int = 0
+) -> None:
+    """Queue `message`, visible after `delay_seconds` (a pending run waits for the burst)."""
     queue = await (storage or get_storage()).queue(DISCOVERY_CONTINUE_QUEUE)
     async with translate_errors():
-        await queue.send_message(message.to_json())
+        await queue.send_message(message.to_json(), visibility_timeout=delay_seconds or None)
 
 
 def parse_continuation(text: str) -> Continuation:
