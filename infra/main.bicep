@@ -93,7 +93,10 @@ param discoveryLeaseSeconds int = 120
 @description('GRAPH_SUBSCRIPTION_SCHEDULE (NCRONTAB, six fields): create and renew Graph subscriptions.')
 param graphSubscriptionSchedule string = '0 17 */6 * * *'
 
-@description('Name of the Microsoft Graph partner topic for change notifications. Empty: no Graph subscriptions (GRAPH_NOTIFICATION_URL unset); discovery runs on its timers only.')
+@description('Graph change notifications through Event Grid: the app keeps its own Graph subscriptions, delivered to a partner topic that the azd postdeploy hook activates once. false: discovery runs on its timers only (GRAPH_NOTIFICATION_URL unset).')
+param graphEvents bool = true
+
+@description('Name of the Microsoft Graph partner topic. Empty: graph-<environment name>.')
 param graphPartnerTopicName string = ''
 
 @minValue(0)
@@ -124,7 +127,8 @@ var tags = {
 var appName = '${environmentName}-cmbootstrap'
 // Where Graph delivers change and lifecycle notifications: the partner topic, created by Graph
 // on the first subscription the app makes (graph_subscriptions) and activated by the azd hook.
-var graphNotificationUrl = empty(graphPartnerTopicName) ? '' : 'EventGrid:?azuresubscriptionid=${subscription().subscriptionId}&resourcegroup=${rg.name}&partnertopic=${graphPartnerTopicName}&location=${location}'
+var graphTopic = !graphEvents ? '' : empty(graphPartnerTopicName) ? 'graph-${environmentName}' : graphPartnerTopicName
+var graphNotificationUrl = empty(graphTopic) ? '' : 'EventGrid:?azuresubscriptionid=${subscription().subscriptionId}&resourcegroup=${rg.name}&partnertopic=${graphTopic}&location=${location}'
 var effectiveResourceUri = empty(resourceUri) ? 'api://${tenant().tenantId}/${appName}' : resourceUri
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -209,6 +213,7 @@ output KEY_VAULT_NAME string = app.outputs.keyVaultName
 output SIGNING_KEY_LATEST_ID string = app.outputs.signingKeyLatestId
 output DISCOVERY_TOPIC_NAME string = app.outputs.discoveryTopicName
 output DISCOVERY_TOPIC_ENDPOINT string = app.outputs.discoveryTopicEndpoint
+output GRAPH_PARTNER_TOPIC_NAME string = graphTopic
 output AAD_TENANT_ID string = tenant().tenantId
 output AAD_SERVER_APP_ID string = manageEntraApps ? entra.outputs.serverAppId : serverAppId
 output AAD_CLIENT_APP_ID string = manageEntraApps ? entra.outputs.clientAppId : clientAppId

@@ -19,6 +19,9 @@ param identityPrincipalId string
 var graphAppId = '00000003-0000-0000-c000-000000000000'
 // Microsoft Graph application permission User.Read.All (same id in every tenant).
 var userReadAllRoleId = 'df021288-bdef-4463-88db-98f22de89214'
+// Group discovery (/groups/delta with members) and change notifications for /groups.
+var groupReadAllRoleId = '5b567255-7703-4780-807c-7be8301ae99b'
+var groupMemberReadAllRoleId = '98830695-27a2-44f7-8c18-0c3ebc9698f6'
 var bundleScopeValue = 'Bundle.Request'
 var bundleScopeId = guid(appName, 'oauth2PermissionScope', bundleScopeValue)
 var adminRoleId = guid(appName, 'appRole', adminRole)
@@ -104,6 +107,20 @@ resource graphPrincipal 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 // Discovery reads users through Graph as the managed identity: application permission User.Read.All.
 resource identityUserReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   appRoleId: userReadAllRoleId
+  principalId: identityPrincipalId
+  resourceId: graphPrincipal.id
+}
+
+// Group discovery reads /groups/delta with members (GroupMember.Read.All); a change-notification
+// subscription on /groups needs Group.Read.All. Both application permissions.
+resource identityGroupReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: groupReadAllRoleId
+  principalId: identityPrincipalId
+  resourceId: graphPrincipal.id
+}
+
+resource identityGroupMemberReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: groupMemberReadAllRoleId
   principalId: identityPrincipalId
   resourceId: graphPrincipal.id
 }
