@@ -15,6 +15,7 @@
 - `groups`: `GET /api/groups?pageSize=&continuation=`, admin only: the discovered groups.
 """
 
+import asyncio
 import logging
 
 import azure.functions as func
@@ -49,9 +50,13 @@ _log = logging.getLogger(__name__)
 
 
 async def _run(mode: Mode, trigger: str) -> None:
+    # Side by side: each resource has its own lease and time budget, so the invocation lasts
+    # one budget, not one per resource.
     config = DiscoveryConfig.from_settings(get_settings())
-    for resource in config.resources:
-        result = await run_discovery(mode, trigger, config, resource=resource)
+    results = await asyncio.gather(
+        *(run_discovery(mode, trigger, config, resource=r) for r in config.resources)
+    )
+    for resource, result in zip(config.resources, results, strict=True):
         _log.info(
             "discovery invocation ended: %s",
             result.status,

@@ -78,6 +78,8 @@ class GroupWriter:
         for group in _fold_groups(items):
             group_id = str(group["id"])
             if "@removed" in group:
+                if self._security_only and not await self._stored(group_id):
+                    continue  # a group outside the scope (not a security group) has no row
                 deletes += 1
                 group_ops.append(_merge(self._group_row(group_id, now, deleted=True)))
                 member_ops[group_id] = await self._all_members_removed(group_id, now)
@@ -158,6 +160,14 @@ class GroupWriter:
         except ResourceNotFoundError:
             return False
         return row.get("securityEnabled") is True
+
+    async def _stored(self, group_id: str) -> bool:
+        try:
+            async with translate_errors():
+                await self._groups.get_entity(self._tenant_id, group_id, select=["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
 
     async def _all_members_removed(self, group_id: str, now: datetime) -> list[Operation]:
         rows = self._members.query_entities(
