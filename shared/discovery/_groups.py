@@ -99,8 +99,10 @@ class GroupWriter:
                 operations.append(_merge(row) if removed else _replace(row))
                 deletes += removed
                 upserts += not removed
-        await self._submit(self._groups, group_ops)
-        await asyncio.gather(*(self._submit(self._members, ops) for ops in member_ops.values()))
+        await asyncio.gather(
+            self._submit(self._groups, group_ops),
+            *(self._submit(self._members, ops) for ops in member_ops.values()),
+        )
         return upserts, deletes
 
     async def mark_unseen_deleted(self) -> int:
