@@ -1,11 +1,16 @@
-"""Discovery throughput: a full run of 20,000 users, then a delta of 10 changes.
+"""Discovery throughput: a full run of 20,000 users, then a delta of 10 changes; then groups:
+2,000 security groups with 100,000 memberships, full and delta.
 
-    .venv/bin/python -m bench.discovery [--users 20000]
+    .venv/bin/python -m bench.discovery [--users 20000] [--groups 2000] [--memberships 100000]
+        [--only users|groups]
 
 Against its own Azurite and the loopback Graph + managed-identity fakes (tests/fakes), in this
 process. Prints users/s of the full run next to the raw Azurite ceiling for the same entities
 (batch upserts of 100, the same transactions in flight) measured in the same run, peak RSS
-during the run, and the Graph requests of the delta and of both full strategies.
+during the run, and the Graph requests of the delta and of both full strategies. For groups:
+rows/s (groups + memberships) of the full run beside the ceiling of the same rows written
+raw (one transaction per group's members, as a group is one partition), the delta's time and
+the Graph requests of each.
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ import psutil
 from devhost.azurite import running_azurite
 from shared.discovery import DiscoveryConfig, FullStrategy, run_discovery
 from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
-from shared.names import AAD_USERS
+from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
 from shared.storage import Storage
 from tests.fakes.graph import FakeGraph
+from tests.fakes.graph_groups import MemberType
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.storage import storage_on
 
 DELTA_CHANGES = 10
+GROUP_DELTA_CHANGES = 100  # memberships removed, as many added, a tenth as many groups renamed
 
 
 async def peak_rss_during(work: Callable[[], Awaitable[Any]]) -> tuple[Any, int]:
@@ -90,7 +97,7 @@ async def full_run(
     return tenant, elapsed, sum(graph.stats.requests.values())
 
 
-async def main(users: int) -> None:
+async def users_bench(users: int) -> None:
     with (
         running_azurite() as azurite,
         FakeManagedIdentity() as identity,
@@ -138,7 +145,131 @@ async def main(users: int) -> None:
     )
 
 
+def build_groups(graph: FakeGraph, groups: int, memberships: int) -> list[str]:
+    """`groups` security groups sharing `memberships` user memberships evenly (deterministic)."""
+    users = graph.user_ids()
+    per_group = memberships // groups
+    ids = []
+    for index in range(groups):
+        start = index * 37
+        members: dict[str, MemberType] = {
+            users[(start + k) % len(users)]: "user" for k in range(per_group)
+        }
+        ids.append(graph.add_group(f"Bench Group {index:05d}", members=members))
+    return ids
+
+
+async def groups_ceiling(storage: Storage, graph: FakeGraph, group_ids: list[str]) -> float:
+    """The same group and membership rows written raw: 100 a transaction, per partition."""
+    groups_table = await storage.table(AAD_GROUPS)
+    members_table = await storage.table(AAD_GROUP_MEMBERS)
+    tenant = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    batches: list[tuple[Any, list[dict[str, Any]]]] = []
+    group_rows = [
+        {"PartitionKey": tenant, "RowKey": group_id, "displayName": "x", "securityEnabled": True}
+        | {"isDeleted": False, "lastDiscoveredAt": now, "lastSeenRunId": "ceiling"}
+        for group_id in group_ids
+    ]
+    for i in range(0, len(group_rows), TRANSACTION_LIMIT):
+        batches.append((groups_table, group_rows[i : i + TRANSACTION_LIMIT]))
+    for group_id in group_ids:
+        rows = [
+            {"PartitionKey": f"{tenant[:8]}{group_id[8:]}", "RowKey": member_id}
+            | {"memberType": kind, "tenantId": tenant, "isDeleted": False}
+            | {"lastDiscoveredAt": now, "lastSeenRunId": "ceiling"}
+            for member_id, kind in graph.live_memberships(group_id).items()
+        ]
+        for i in range(0, len(rows), TRANSACTION_LIMIT):
+            batches.append((members_table, rows[i : i + TRANSACTION_LIMIT]))
+    slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
+
+    async def send(table: Any, chunk: list[dict[str, Any]]) -> None:
+        async with slots:
+            await table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in chunk])
+
+    total = sum(len(chunk) for _, chunk in batches)
+    started = time.perf_counter()
+    await asyncio.gather(*(send(table, chunk) for table, chunk in batches))
+    return total / (time.perf_counter() - started)
+
+
+async def groups_bench(users: int, groups: int, memberships: int) -> None:
+    with (
+        running_azurite() as azurite,
+        FakeManagedIdentity() as identity,
+        FakeGraph(identity, users=users, label="Bench", seed="bench") as graph,
+    ):
+        os.environ.update(identity.environment())
+        group_ids = build_groups(graph, groups, memberships)
+        rows = groups + memberships
+        async with storage_on(azurite) as storage:
+            ceiling_before = await groups_ceiling(storage, graph, group_ids)
+            tenant = str(uuid.uuid4())
+            config = DiscoveryConfig(tenant, graph.graph_base_url, 3600, 600, group_scope="all")
+            graph.stats.requests.clear()
+            baseline = psutil.Process().memory_info().rss
+            started = time.perf_counter()
+            full, peak = await peak_rss_during(
+                lambda: run_discovery("full", "bench", config, resource="groups", storage=storage)
+            )
+            full_seconds = time.perf_counter() - started
+            assert full.status == "succeeded", full
+            full_requests = graph.stats.requests["groups"]
+            ceiling_after = await groups_ceiling(storage, graph, group_ids)
+            users_list = graph.user_ids()
+            for index in range(GROUP_DELTA_CHANGES):
+                group_id = group_ids[index * 7 % len(group_ids)]
+                graph.remove_member(group_id, next(iter(graph.live_memberships(group_id))))
+                graph.add_member(
+                    group_ids[index * 11 % len(group_ids)], users_list[-1 - index], "user"
+                )
+            for index in range(GROUP_DELTA_CHANGES // 10):
+                graph.rename_group(group_ids[index * 13 % len(group_ids)], f"Renamed {index}")
+            graph.stats.requests.clear()
+            started = time.perf_counter()
+            delta = await run_discovery(
+                "delta", "bench", config, resource="groups", storage=storage
+            )
+            delta_seconds = time.perf_counter() - started
+            assert delta.status == "succeeded", delta
+            delta_requests = graph.stats.requests["groups"]
+    rate = rows / full_seconds
+    print(
+        f"full group discovery, {groups} groups, {memberships} memberships ({users} users): "
+        f"{full_seconds:.1f} s, {rate:.0f} rows/s, {full_requests} Graph requests "
+        f"(pages of {graph.group_page_size} entries, members in chunks of {graph.member_chunk})"
+    )
+    print(
+        "raw Azurite batch-upsert ceiling, same rows and partitions: "
+        f"{ceiling_before:.0f} rows/s into empty tables before the run, {ceiling_after:.0f} "
+        f"rows/s after it (tables growing from {2 * rows} to {3 * rows} rows); the run wrote "
+        f"while they grew from {rows} to {2 * rows}: ratio {rate / ceiling_before:.2f} to the "
+        f"first, {rate / ceiling_after:.2f} to the second"
+    )
+    print(
+        f"peak RSS during the full group run: {peak / 2**20:.0f} MiB "
+        f"({(peak - baseline) / 2**20:+.0f} MiB over the {baseline / 2**20:.0f} MiB before it)"
+    )
+    print(
+        f"group delta of {GROUP_DELTA_CHANGES} removals, {GROUP_DELTA_CHANGES} additions, "
+        f"{GROUP_DELTA_CHANGES // 10} renames: {delta_seconds:.2f} s, "
+        f"{delta_requests} Graph request(s)"
+    )
+
+
+async def main(users: int, groups: int, memberships: int, only: str | None) -> None:
+    if only in (None, "users"):
+        await users_bench(users)
+    if only in (None, "groups"):
+        await groups_bench(users, groups, memberships)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().users))
+    parser.add_argument("--groups", type=int, default=2_000)
+    parser.add_argument("--memberships", type=int, default=100_000)
+    parser.add_argument("--only", choices=("users", "groups"))
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.users, arguments.groups, arguments.memberships, arguments.only))

@@ -7,7 +7,7 @@ targetScope = 'resourceGroup'
 param functionAppName string
 param discoveryTopicName string
 param storageAccountName string
-@description('Graph change-notification partner topic (scripts/graph-events-setup.sh); empty: none.')
+@description('Graph change-notification partner topic (activated by scripts/postdeploy.sh); empty: none.')
 param graphPartnerTopicName string = ''
 
 var functionName = 'discovery_events'
@@ -69,7 +69,8 @@ resource graphPartnerTopic 'Microsoft.EventGrid/partnerTopics@2022-06-15' existi
   name: partnerTopicName
 }
 
-// Entra ID user changes from the Microsoft Graph partner topic start a delta discovery.
+// Entra ID user and group changes from the Microsoft Graph partner topic start a delta discovery
+// of that resource; lifecycle events keep the app's Graph subscriptions alive.
 resource graphUserChanges 'Microsoft.EventGrid/partnerTopics/eventSubscriptions@2022-06-15' = if (!empty(graphPartnerTopicName)) {
   parent: graphPartnerTopic
   name: 'graph-user-changes'
@@ -82,13 +83,8 @@ resource graphUserChanges 'Microsoft.EventGrid/partnerTopics/eventSubscriptions@
         preferredBatchSizeInKilobytes: 64
       }
     }
-    filter: {
-      includedEventTypes: [
-        'Microsoft.Graph.UserCreated'
-        'Microsoft.Graph.UserUpdated'
-        'Microsoft.Graph.UserDeleted'
-      ]
-    }
+    // No type filter: the topic carries only the app's own subscriptions (users, groups), and
+    // lifecycle events must reach the function whatever Graph names them.
     eventDeliverySchema: 'CloudEventSchemaV1_0'
     retryPolicy: {
       maxDeliveryAttempts: 30

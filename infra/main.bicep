@@ -98,6 +98,23 @@ param deviceStuckMinutes int = 120
 @description('Extra SPA redirect URIs of the admin console (custom domains): https://<host>/api/console.')
 param consoleRedirectUris array = []
 
+@description('GRAPH_SUBSCRIPTION_SCHEDULE (NCRONTAB, six fields): create and renew Graph subscriptions.')
+param graphSubscriptionSchedule string = '0 17 */6 * * *'
+
+@description('Graph change notifications through Event Grid: the app keeps its own Graph subscriptions, delivered to a partner topic that the azd postdeploy hook activates once. false: discovery runs on its timers only (GRAPH_NOTIFICATION_URL unset).')
+param graphEvents bool = true
+
+@description('Name of the Microsoft Graph partner topic. Empty: graph-<environment name>.')
+param graphPartnerTopicName string = ''
+
+@minValue(0)
+@maxValue(600)
+@description('DISCOVERY_COALESCE_SECONDS: a run for requests that came during another run waits this long, so a burst of events becomes one run.')
+param discoveryCoalesceSeconds int = 15
+
+@description('DISCOVERY_GROUPS: all (every security group), none, or a comma list of group object ids.')
+param discoveryGroups string = 'none'
+
 @minLength(1)
 @description('ADMIN_ROLE: app role required on admin endpoints.')
 param adminRole string = 'Bootstrap.Admin'
@@ -130,6 +147,10 @@ var tags = {
   workload: 'configmgr-cloud-bootstrap'
 }
 var appName = '${environmentName}-cmbootstrap'
+// Where Graph delivers change and lifecycle notifications: the partner topic, created by Graph
+// on the first subscription the app makes (graph_subscriptions) and activated by the azd hook.
+var graphTopic = !graphEvents ? '' : empty(graphPartnerTopicName) ? 'graph-${environmentName}' : graphPartnerTopicName
+var graphNotificationUrl = empty(graphTopic) ? '' : 'EventGrid:?azuresubscriptionid=${subscription().subscriptionId}&resourcegroup=${rg.name}&partnertopic=${graphTopic}&location=${location}'
 var effectiveResourceUri = empty(resourceUri) ? 'api://${tenant().tenantId}/${appName}' : resourceUri
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -202,6 +223,10 @@ module app 'modules/app.bicep' = {
       DEVICE_TRUST_TYPES: deviceTrustTypes
       PUBLIC_HOSTNAMES: publicHostnames
       DEVICE_SCOPE: deviceScope
+      GRAPH_SUBSCRIPTION_SCHEDULE: graphSubscriptionSchedule
+      GRAPH_NOTIFICATION_URL: graphNotificationUrl
+      DISCOVERY_GROUPS: discoveryGroups
+      DISCOVERY_COALESCE_SECONDS: string(discoveryCoalesceSeconds)
     }
   }
 }
@@ -221,6 +246,7 @@ output BUNDLE_SIGNING_KEY_ID string = app.outputs.signingKeyId
 output JWKS_SIGNED_URL string = '${app.outputs.functionAppUrl}/api/jwks/signed'
 output DISCOVERY_TOPIC_NAME string = app.outputs.discoveryTopicName
 output DISCOVERY_TOPIC_ENDPOINT string = app.outputs.discoveryTopicEndpoint
+output GRAPH_PARTNER_TOPIC_NAME string = graphTopic
 output AAD_TENANT_ID string = tenant().tenantId
 output AAD_SERVER_APP_ID string = manageEntraApps ? entra.outputs.serverAppId : serverAppId
 output AAD_CLIENT_APP_ID string = manageEntraApps ? entra.outputs.clientAppId : clientAppId

@@ -8,8 +8,9 @@
 #   scripts/entra-setup.sh apps           # before `azd provision`: server + client apps, consent
 #   azd env set MANAGE_ENTRA_APPS false   # (the script does this for you)
 #   azd provision
-#   scripts/entra-setup.sh grants         # after: Graph User.Read.All and Device.Read.All for
-#                                         # the managed identity, ADMIN_ROLE for
+#   scripts/entra-setup.sh grants         # after: Graph User.Read.All, Device.Read.All,
+#                                         # Group.Read.All and GroupMember.Read.All for the
+#                                         # managed identity, ADMIN_ROLE for
 #                                         # BOOTSTRAP_ADMIN_PRINCIPAL_IDS, the console's SPA
 #                                         # redirect URI on the function app's host
 #
@@ -22,6 +23,8 @@ GRAPH=https://graph.microsoft.com/v1.0
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
 USER_READ_ALL=df021288-bdef-4463-88db-98f22de89214   # Graph application permission User.Read.All
 DEVICE_READ_ALL=7438b122-aefc-4978-80ed-43db9fcc7715 # Graph application permission Device.Read.All
+GROUP_READ_ALL=5b567255-7703-4780-807c-7be8301ae99b  # Group.Read.All: /groups subscriptions
+GROUP_MEMBER_READ_ALL=98830695-27a2-44f7-8c18-0c3ebc9698f6  # GroupMember.Read.All: /groups/delta
 SCOPE=Bundle.Request
 CONSOLE_SCOPE=Console.Read   # the admin console (a SPA on the server app) asks for it
 
@@ -126,6 +129,8 @@ ensure_grants() {
   graph_sp=$(az ad sp list --filter "appId eq '$GRAPH_APP_ID'" --query '[0].id' --output tsv)
   assign_role "$identity" "$graph_sp" "$USER_READ_ALL"
   assign_role "$identity" "$graph_sp" "$DEVICE_READ_ALL"
+  assign_role "$identity" "$graph_sp" "$GROUP_READ_ALL"
+  assign_role "$identity" "$graph_sp" "$GROUP_MEMBER_READ_ALL"
   server_sp=$(az ad sp list --filter "appId eq '${AAD_SERVER_APP_ID:?run entra-setup.sh apps first}'" \
     --query '[0].id' --output tsv)
   role_id=$(az ad app show --id "$AAD_SERVER_APP_ID" \

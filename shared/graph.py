@@ -2,8 +2,9 @@
 
 The adapter keeps the SDK's auth (azure-identity: managed identity in Azure) and middleware
 (retry honouring Retry-After on 429/503/504, redirects, telemetry); we skip its typed models,
-which cost ~8 ms of CPU per user, and parse the JSON ourselves. Discovery pages users through it
-(`shared.discovery`); device proofs read one device per lookup (`shared.auth`).
+which cost ~8 ms of CPU per user, and parse the JSON ourselves. Discovery pages users and groups
+and manages its change-notification subscriptions through it (`shared.discovery`); device proofs
+read one device per lookup (`shared.auth`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ class DeltaLinkExpired(BootstrapError):
     """Graph no longer knows the delta link (410 Gone, syncStateNotFound, resyncRequired)."""
 
 
+class GraphNotFound(GraphError):
+    """Graph answered 404: the object (a subscription) does not exist (any more)."""
+
+
 class GraphClient:
-    """GETs JSON documents from one Graph root (GRAPH_BASE_URL) with a token credential.
+    """JSON calls to one Graph root (GRAPH_BASE_URL) with a token credential.
 
     `max_retries` overrides the SDK's retries (3, with growing delays) for callers that answer a
     waiting device: they give up at once and let the device retry after `Retry-After`.
@@ -77,20 +82,37 @@ class GraphClient:
 
     async def get_json(self, url: str) -> dict[str, Any]:
         """The JSON object at `url`; `GraphError` (or `DeltaLinkExpired`) when Graph fails."""
-        info = RequestInformation(Method.GET)
+        body = await self._request(Method.GET, url)
+        if body is None:
+            raise GraphError("Graph sent an empty answer")
+        return body
+
+    async def send(
+        self, method: Method, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """A JSON call under the Graph root (`/subscriptions/...`); None for an empty answer."""
+        return await self._request(method, f"{self.base_url}{path}", body)
+
+    async def _request(
+        self, method: Method, url: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        info = RequestInformation(method)
         info.url = url
         info.headers.try_add("Accept", "application/json")
+        if body is not None:
+            info.set_stream_content(json.dumps(body).encode(), "application/json")
         if self._retry is not None:
             info.add_request_options([self._retry])
         try:
             raw = await self._adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
         except ODataError as error:
             code = error.error.code if error.error and error.error.code else ""
-            if error.response_status_code == 410 or code in _RESYNC_CODES:
-                raise DeltaLinkExpired(
-                    f"Graph answered {error.response_status_code} {code or 'Gone'}"
-                ) from error
-            raise GraphError(f"Graph answered {error.response_status_code} {code}") from error
+            status = error.response_status_code
+            if status == 410 or code in _RESYNC_CODES:
+                raise DeltaLinkExpired(f"Graph answered {status} {code or 'Gone'}") from error
+            if status == 404:
+                raise GraphNotFound(f"Graph answered 404 {code}") from error
+            raise GraphError(f"Graph answered {status} {code}") from error
         except APIError as error:
             raise GraphError(f"Graph answered {error.response_status_code}") from error
         except httpx.HTTPError as error:
@@ -98,13 +120,15 @@ class GraphClient:
         except ClientAuthenticationError as error:
             # The message may quote the identity endpoint's answer: keep only what failed.
             raise GraphError(f"no token for Graph: {type(error).__name__}") from error
+        if not raw:
+            return None
         try:
-            body = json.loads(raw or b"{}")
+            answer = json.loads(raw)
         except ValueError as error:
-            raise GraphError("Graph sent a document that is not JSON") from error
-        if not isinstance(body, dict):
-            raise GraphError("Graph sent a document that is not a JSON object")
-        return body
+            raise GraphError("Graph sent an answer that is not JSON") from error
+        if not isinstance(answer, dict):
+            raise GraphError("Graph sent an answer that is not a JSON object")
+        return answer
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,4 +1,5 @@
-"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run.
+"""What `GET /api/health` reports: storage reachable, settings valid, last discovery run, and
+the Graph change-notification subscriptions (an expiry within 24 hours is unhealthy).
 
 Anyone may ask; only an admin is told more than the status (`public_body` vs `admin_body`).
 Whatever is wrong is always written to the log, naming the setting, so the operator who cannot
@@ -14,6 +15,7 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
+from shared.discovery import SubscriptionConfig, subscription_health
 from shared.errors import SettingError, StorageUnavailable
 from shared.names import DISCOVERY_RUNS
 from shared.settings import Settings, get_settings
@@ -30,19 +32,23 @@ class HealthReport:
     # A storage setting (AzureWebJobsStorage*) that is malformed: storage is then unreachable.
     storage_error: str | None = None
     last_discovery_run: dict[str, Any] | None = field(default=None)
-    # Graph change-notification subscriptions, once `graph_subscriptions` records them.
-    subscriptions: dict[str, Any] | None = field(default=None)
+    subscriptions_healthy: bool = True
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return self.storage_reachable and self.settings_valid
+        return self.storage_reachable and self.settings_valid and self.subscriptions_healthy
 
     @property
     def reason(self) -> str:
         """Why the report is unhealthy, in words an admin may read (no values)."""
         if not self.storage_reachable:
             return "storage is not reachable"
-        return "settings are invalid" if not self.settings_valid else "healthy"
+        if not self.settings_valid:
+            return "settings are invalid"
+        if not self.subscriptions_healthy:
+            return "a Graph subscription expires within 24 hours without a renewal"
+        return "healthy"
 
     def public_body(self) -> dict[str, Any]:
         """All an anonymous caller learns: healthy or not."""
@@ -87,7 +93,18 @@ async def check_health() -> HealthReport:
     if settings is not None:
         with contextlib.suppress(StorageUnavailable, HttpResponseError):
             report.last_discovery_run = await _last_run(settings.tenant_id)
+        with contextlib.suppress(StorageUnavailable, HttpResponseError):
+            await _subscriptions(report, settings)
+        if not report.subscriptions_healthy:
+            _log.warning("health: a Graph subscription expires within 24 hours")
     return report
+
+
+async def _subscriptions(report: HealthReport, settings: Settings) -> None:
+    """Each Graph subscription's expiry; one expiring within 24 hours makes the app unhealthy
+    (a renewal that worked would have moved it ~29 days out)."""
+    config = SubscriptionConfig.from_settings(settings)
+    report.subscriptions_healthy, report.subscriptions = await subscription_health(config)
 
 
 async def _last_run(tenant_id: str) -> dict[str, Any] | None:

@@ -13,6 +13,9 @@ BLOCKED_DEVICES: Final = "BlockedDevices"
 REJECTED_REPORTS: Final = "RejectedReports"
 # Device proofs already used (single-use jti across instances; see shared/auth/_replay.py).
 DEVICE_PROOFS: Final = "DeviceProofs"
+AAD_GROUPS: Final = "AadGroups"
+AAD_GROUP_MEMBERS: Final = "AadGroupMembers"
+GRAPH_SUBSCRIPTIONS: Final = "GraphSubscriptions"
 
 ALL_TABLES: Final = (
     AAD_USERS,
@@ -24,6 +27,9 @@ ALL_TABLES: Final = (
     BLOCKED_DEVICES,
     REJECTED_REPORTS,
     DEVICE_PROOFS,
+    AAD_GROUPS,
+    AAD_GROUP_MEMBERS,
+    GRAPH_SUBSCRIPTIONS,
 )
 
 # Queues

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Final, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from croniter import croniter
 
@@ -47,11 +47,17 @@ _WINDOWS_PATH = re.compile(rf"{_DRIVE_PATH}|{_UNC_PATH}")
 _APP_ID_URI = re.compile(r"(?:https://|api://)[A-Za-z0-9._~:/=+-]+")
 # AADTENANTNAME: what `dsregcmd /status` shows as TenantName, e.g. "contoso" (the ConfigMgr
 # documentation's example) or "Contoso Ltd": printable text that the command line can quote.
+_URL_FIELD = re.compile(r"[A-Za-z0-9._()-]{1,90}")
 _TENANT_NAME = re.compile(r"[^\x00-\x1f\x7f\"%^&|<>!]{1,256}")
 BootstrapAuth = Literal["device", "user", "device+user"]
 BOOTSTRAP_AUTH_MODES: Final[tuple[BootstrapAuth, ...]] = get_args(BootstrapAuth)
 # Entra ID device trustType values (Graph `device.trustType`), in Graph's spelling.
 TRUST_TYPES: Final = ("AzureAd", "ServerAd", "Workplace")
+# DISCOVERY_GROUPS: every security group, none, or these group object ids.
+GroupScope = Literal["all", "none"] | tuple[str, ...]
+# /groups/delta takes `$filter=id eq ... or ...` for at most 50 groups.
+MAX_DISCOVERY_GROUP_IDS: Final = 50
+_EVENT_GRID_URL_FIELDS: Final = ("azuresubscriptionid", "resourcegroup", "partnertopic", "location")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
 
@@ -85,6 +91,10 @@ class Settings:
     device_trust_types: frozenset[str] = frozenset({"AzureAd", "ServerAd"})
     public_hostnames: tuple[str, ...] = ()
     device_scope: str = "Bundle.Request"
+    graph_subscription_schedule: str = "0 17 */6 * * *"
+    graph_notification_url: str | None = None
+    discovery_groups: GroupScope = "none"
+    discovery_coalesce_seconds: int = 15
     # Rotation: a second bundle-signing key that /api/jwks publishes but nothing signs with.
     signing_next_key_id: str | None = None
     signing_next_key_file: Path | None = None
@@ -132,6 +142,14 @@ class Settings:
             device_trust_types=reader.trust_types("DEVICE_TRUST_TYPES"),
             public_hostnames=reader.host_names("PUBLIC_HOSTNAMES"),
             device_scope=reader.token("DEVICE_SCOPE", "Bundle.Request"),
+            graph_subscription_schedule=reader.ncrontab(
+                "GRAPH_SUBSCRIPTION_SCHEDULE", "0 17 */6 * * *"
+            ),
+            graph_notification_url=reader.event_grid_url("GRAPH_NOTIFICATION_URL"),
+            discovery_groups=reader.group_scope("DISCOVERY_GROUPS"),
+            discovery_coalesce_seconds=reader.integer(
+                "DISCOVERY_COALESCE_SECONDS", default=15, low=0, high=600
+            ),
             signing_next_key_id=reader.key_vault_key_id("BUNDLE_SIGNING_NEXT_KEY_ID"),
             signing_next_key_file=reader.path("BUNDLE_SIGNING_NEXT_KEY_FILE"),
             # ccmsetup over a CMG takes 10-30 minutes; 120 is four times that.
@@ -227,6 +245,33 @@ class _Reader:
         ok = all("." in host and _full(_HOST_NAME, host) for host in hosts)
         self._check(name, value, ok, "a comma list of DNS host names such as boot.contoso.com")
         return hosts
+
+    def event_grid_url(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        expected = (
+            "EventGrid:?azuresubscriptionid=<guid>&resourcegroup=<name>"
+            "&partnertopic=<name>&location=<region>"
+        )
+        scheme, _, query = value.partition(":?")
+        fields = {key.lower(): values for key, values in parse_qs(query).items()}
+        ok = scheme.lower() == "eventgrid" and all(
+            len(fields.get(key, ())) == 1 and _full(_URL_FIELD, fields[key][0])
+            for key in _EVENT_GRID_URL_FIELDS
+        )
+        ok = ok and parse_guid(fields["azuresubscriptionid"][0]) is not None
+        return self._check(name, value, ok, expected)
+
+    def group_scope(self, name: str) -> GroupScope:
+        value = self.optional(name) or "none"
+        if value.lower() in ("all", "none"):
+            return "all" if value.lower() == "all" else "none"
+        ids = tuple(parse_guid(item.strip()) for item in value.split(","))
+        expected = f"all, none, or a comma list of at most {MAX_DISCOVERY_GROUP_IDS} group ids"
+        ok = all(ids) and len(ids) <= MAX_DISCOVERY_GROUP_IDS
+        self._check(name, value, ok, expected)
+        return tuple(dict.fromkeys(i for i in ids if i))
 
     def app_id_uri(self, name: str) -> str:
         expected = "the server app's App ID URI, such as https://contososerver or api://<guid>"

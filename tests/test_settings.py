@@ -189,3 +189,43 @@ async def test_a_setting_error_answer_names_the_setting_but_never_its_value() ->
     body = json.loads(response.get_body())
     assert body["detail"].startswith("AzureWebJobsStorage is missing or malformed: expected ")
     assert "AccountKey" not in response.get_body().decode()
+
+
+GROUP_A = "0f8fad5b-d9cb-469f-a165-70867728950e"
+GROUP_B = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+NOTIFICATION_URL = (
+    "EventGrid:?azuresubscriptionid=8f4b2c1d-3e5f-4a6b-9c7d-0e1f2a3b4c5d"
+    "&resourcegroup=rg-cmboot&partnertopic=graph-cmboot&location=westeurope"
+)
+
+
+def test_discovery_groups_and_graph_notifications_defaults_and_values() -> None:
+    default = Settings.from_env(valid_env())
+    assert (default.discovery_groups, default.graph_notification_url) == ("none", None)
+    unset = {k: v for k, v in valid_env().items() if k != "GRAPH_SUBSCRIPTION_SCHEDULE"}
+    assert Settings.from_env(unset).graph_subscription_schedule == "0 17 */6 * * *"
+    chosen = Settings.from_env(
+        valid_env(
+            DISCOVERY_GROUPS=f"{GROUP_A.upper()}, {GROUP_B},{GROUP_A}",
+            GRAPH_NOTIFICATION_URL=NOTIFICATION_URL,
+        )
+    )
+    assert chosen.discovery_groups == (GROUP_A, GROUP_B)
+    assert chosen.graph_notification_url == NOTIFICATION_URL
+    assert Settings.from_env(valid_env(DISCOVERY_GROUPS="ALL")).discovery_groups == "all"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DISCOVERY_GROUPS", "security"),
+        ("DISCOVERY_GROUPS", f"{GROUP_A},not-a-guid"),
+        ("DISCOVERY_GROUPS", ",".join([GROUP_A] * 51)),
+        ("GRAPH_NOTIFICATION_URL", "https://example.com/notify"),
+        ("GRAPH_NOTIFICATION_URL", NOTIFICATION_URL.replace("&location=westeurope", "")),
+        ("GRAPH_NOTIFICATION_URL", NOTIFICATION_URL.replace("8f4b2c1d", "subscript")),
+        ("GRAPH_SUBSCRIPTION_SCHEDULE", "every 6 hours"),
+    ],
+)
+def test_discovery_groups_and_graph_notifications_refuse_bad_values(name: str, value: str) -> None:
+    assert error_for(valid_env(**{name: value})).name == name

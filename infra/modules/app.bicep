@@ -28,6 +28,9 @@ var tableNames = [
   'BlockedDevices'
   'RejectedReports'
   'DeviceProofs'
+  'AadGroups'
+  'AadGroupMembers'
+  'GraphSubscriptions'
 ]
 var queueNames = [
   'discovery-continue'

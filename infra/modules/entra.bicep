@@ -23,6 +23,9 @@ var graphAppId = '00000003-0000-0000-c000-000000000000'
 var userReadAllRoleId = 'df021288-bdef-4463-88db-98f22de89214'
 // Microsoft Graph application permission Device.Read.All: device proofs read the device's record.
 var deviceReadAllRoleId = '7438b122-aefc-4978-80ed-43db9fcc7715'
+// Group discovery (/groups/delta with members) and change notifications for /groups.
+var groupReadAllRoleId = '5b567255-7703-4780-807c-7be8301ae99b'
+var groupMemberReadAllRoleId = '98830695-27a2-44f7-8c18-0c3ebc9698f6'
 var bundleScopeValue = 'Bundle.Request'
 var bundleScopeId = guid(appName, 'oauth2PermissionScope', bundleScopeValue)
 // The admin console (a SPA on the server app itself) asks for this delegated scope.
@@ -138,6 +141,20 @@ resource identityUserReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
 // Device proofs read the proven device (accountEnabled, trustType, keys): Device.Read.All.
 resource identityDeviceReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   appRoleId: deviceReadAllRoleId
+  principalId: identityPrincipalId
+  resourceId: graphPrincipal.id
+}
+
+// Group discovery reads /groups/delta with members (GroupMember.Read.All); a change-notification
+// subscription on /groups needs Group.Read.All. Both application permissions.
+resource identityGroupReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: groupReadAllRoleId
+  principalId: identityPrincipalId
+  resourceId: graphPrincipal.id
+}
+
+resource identityGroupMemberReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: groupMemberReadAllRoleId
   principalId: identityPrincipalId
   resourceId: graphPrincipal.id
 }

@@ -1,10 +1,11 @@
-"""Entra ID user discovery into `AadUsers`, full and delta, resumable across invocations.
+"""Entra ID user and group discovery into `AadUsers`, `AadGroups` and `AadGroupMembers`, full
+and delta, resumable across invocations, bursts coalesced per resource.
 
-    result = await run_discovery("delta", "timer", DiscoveryConfig.from_settings(settings))
+    result = await run_discovery("delta", "timer", config, resource="groups")
 
-Timers call `run_discovery`; an Event Grid event is read with `decide` and handed to the
-`discovery-continue` queue (`send_continuation`), whose messages (`parse_continuation`) start or
-resume a run; admins read `list_runs`.
+Timers call `run_discovery` for each of `config.resources`; an Event Grid event is read with
+`decide` and handed to the `discovery-continue` queue (`send_continuation`), whose messages
+(`parse_continuation`) start or resume a run; admins read `list_runs` and `list_groups`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from shared.discovery._engine import (
+    DiscoveryBusy,
     DiscoveryConfig,
     FullStrategy,
     RunResult,
@@ -19,6 +21,7 @@ from shared.discovery._engine import (
 )
 from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, MalformedEvent, decide
 from shared.discovery._graph import SELECT, USER_PROPERTIES
+from shared.discovery._groups_view import GroupsPage, list_groups, parse_groups_query
 from shared.discovery._messages import (
     Continuation,
     MalformedContinuation,
@@ -26,31 +29,49 @@ from shared.discovery._messages import (
     send_continuation,
 )
 from shared.discovery._runs import RUN_ID_PATTERN, RunLog, RunsPage
-from shared.discovery._state import Mode
+from shared.discovery._state import RESOURCES, Mode, Resource
+from shared.discovery._subscriptions import (
+    SubscriptionConfig,
+    check_client_state,
+    handle_lifecycle,
+    maintain_subscriptions,
+    subscription_health,
+)
 from shared.errors import BadRequest
 from shared.names import DISCOVERY_RUNS
 from shared.storage import Storage, get_storage
 
 __all__ = [
     "DISCOVERY_REQUESTED",
+    "RESOURCES",
     "RUNS_MAX_PAGE_SIZE",
     "SELECT",
     "USER_PROPERTIES",
     "Continuation",
+    "DiscoveryBusy",
     "DiscoveryConfig",
     "EventDecision",
     "FullStrategy",
+    "GroupsPage",
     "MalformedContinuation",
     "MalformedEvent",
     "Mode",
+    "Resource",
     "RunResult",
     "RunsPage",
+    "SubscriptionConfig",
+    "check_client_state",
     "decide",
+    "handle_lifecycle",
+    "list_groups",
     "list_runs",
+    "maintain_subscriptions",
     "parse_continuation",
+    "parse_groups_query",
     "parse_runs_query",
     "run_discovery",
     "send_continuation",
+    "subscription_health",
 ]
 
 

@@ -1,10 +1,16 @@
 """What an Event Grid event asks discovery to do.
 
-- Microsoft Graph change notifications for users, delivered as Event Grid partner events
-  (CloudEvents 1.0: `Microsoft.Graph.UserUpdated` for create, update and soft delete,
-  `Microsoft.Graph.UserDeleted` for permanent deletion; `data.resourceData.organizationId` or
-  `data.tenantId` names the tenant) start a delta run: the delta link says what changed.
-- `CMBootstrap.DiscoveryRequested` with data `{"mode": "full" | "delta"}` starts that mode.
+- Microsoft Graph change notifications, delivered as Event Grid partner events (CloudEvents 1.0;
+  `data.resourceData.organizationId` or `data.tenantId` names the tenant): user events
+  (`Microsoft.Graph.UserCreated`/`UserUpdated`/`UserDeleted`) start a user delta, group events
+  (`Microsoft.Graph.GroupCreated`/`GroupUpdated`/`GroupDeleted`) a group delta: the delta link
+  says what changed. Their `clientState` must be the subscription's (the caller checks it).
+- Graph lifecycle notifications (`Microsoft.Graph.SubscriptionReauthorizationRequired`,
+  `Microsoft.Graph.SubscriptionRemoved`, a missed-notifications event; or `data.lifecycleEvent`
+  `reauthorizationRequired` / `subscriptionRemoved` / `missed`) name a subscription: renew it,
+  recreate it and run a delta, or run a delta.
+- `CMBootstrap.DiscoveryRequested` with data `{"mode": "full" | "delta", "resource"?: "users" |
+  "groups"}` starts that mode for that resource, or for every discovered one.
 - Anything else is not ours: ignored.
 """
 
@@ -13,15 +19,27 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from shared.discovery._state import Mode
+from shared.discovery._state import RESOURCES, Mode, Resource
 from shared.errors import BootstrapError
 
 DISCOVERY_REQUESTED: Final = "CMBootstrap.DiscoveryRequested"
-GRAPH_USER_EVENTS: Final = frozenset(
-    {"Microsoft.Graph.UserCreated", "Microsoft.Graph.UserUpdated", "Microsoft.Graph.UserDeleted"}
-)
+GRAPH_CHANGE_EVENTS: Final[dict[str, Resource]] = {
+    "Microsoft.Graph.UserCreated": "users",
+    "Microsoft.Graph.UserUpdated": "users",
+    "Microsoft.Graph.UserDeleted": "users",
+    "Microsoft.Graph.GroupCreated": "groups",
+    "Microsoft.Graph.GroupUpdated": "groups",
+    "Microsoft.Graph.GroupDeleted": "groups",
+}
+Lifecycle = Literal["reauthorizationRequired", "subscriptionRemoved", "missed"]
+LIFECYCLE_EVENTS: Final[dict[str, Lifecycle]] = {
+    "Microsoft.Graph.SubscriptionReauthorizationRequired": "reauthorizationRequired",
+    "Microsoft.Graph.SubscriptionRemoved": "subscriptionRemoved",
+    "Microsoft.Graph.SubscriptionMissed": "missed",
+}
+_LIFECYCLE_VALUES: Final = frozenset(LIFECYCLE_EVENTS.values())
 
 
 class MalformedEvent(BootstrapError):
@@ -30,28 +48,80 @@ class MalformedEvent(BootstrapError):
 
 @dataclass(frozen=True, slots=True)
 class EventDecision:
-    mode: Mode | None  # None: ignore the event
+    mode: Mode | None  # None: no run
     reason: str
+    resources: tuple[Resource, ...] = ()
+    # A Graph notification: the clientState it carries, to be checked against the subscription.
+    graph: bool = False
+    client_state: str | None = None
+    subscription_id: str | None = None
+    lifecycle: Lifecycle | None = None
 
 
-def decide(event_type: str, data: Any, tenant_id: str) -> EventDecision:
-    """The run an event asks for, or why it is ignored. Raises `MalformedEvent`."""
+def decide(
+    event_type: str,
+    data: Any,
+    tenant_id: str,
+    enabled: tuple[Resource, ...] = ("users",),
+) -> EventDecision:
+    """What an event asks for, or why it is ignored. Raises `MalformedEvent`."""
     if not event_type:
         raise MalformedEvent("the event has no type")
     if event_type == DISCOVERY_REQUESTED:
-        mode = _mapping(data).get("mode")
-        if mode not in ("full", "delta"):
-            raise MalformedEvent(
-                f'{DISCOVERY_REQUESTED} needs data {{"mode": "full" | "delta"}}, '
-                f"got mode {str(mode)[:40]!r}"
-            )
-        return EventDecision(mode, f"{DISCOVERY_REQUESTED} asked for a {mode} run")
-    if event_type in GRAPH_USER_EVENTS:
-        event_tenant = _graph_tenant(_mapping(data))
+        return _requested(_mapping(data), enabled)
+    lifecycle = LIFECYCLE_EVENTS.get(event_type)
+    if event_type in GRAPH_CHANGE_EVENTS or lifecycle is not None:
+        body = _mapping(data)
+        event_tenant = _graph_tenant(body)
         if event_tenant is not None and event_tenant.lower() != tenant_id.lower():
             return EventDecision(None, "a Graph notification for another tenant")
-        return EventDecision("delta", f"{event_type}: a user changed")
+        lifecycle = lifecycle or _lifecycle_value(body)
+        client_state = body.get("clientState")
+        subscription = body.get("subscriptionId")
+        common: dict[str, Any] = {
+            "graph": True,
+            "client_state": client_state if isinstance(client_state, str) else None,
+            "subscription_id": subscription if isinstance(subscription, str) else None,
+        }
+        if lifecycle is not None:
+            return EventDecision(
+                None, f"Graph lifecycle event {lifecycle}", lifecycle=lifecycle, **common
+            )
+        resource = GRAPH_CHANGE_EVENTS[event_type]
+        if resource not in enabled:
+            return EventDecision(None, f"{event_type}: {resource} are not discovered")
+        return EventDecision(
+            "delta", f"{event_type}: {resource} changed", resources=(resource,), **common
+        )
     return EventDecision(None, f"event type {event_type[:80]!r} is not for discovery")
+
+
+def _requested(data: Mapping[str, Any], enabled: tuple[Resource, ...]) -> EventDecision:
+    mode = data.get("mode")
+    if mode not in ("full", "delta"):
+        raise MalformedEvent(
+            f'{DISCOVERY_REQUESTED} needs data {{"mode": "full" | "delta"}}, '
+            f"got mode {str(mode)[:40]!r}"
+        )
+    resource = data.get("resource")
+    if resource is None:
+        return EventDecision(mode, f"{DISCOVERY_REQUESTED} asked for a {mode} run", enabled)
+    if resource not in RESOURCES:
+        raise MalformedEvent(
+            f'{DISCOVERY_REQUESTED} data "resource" must be "users" or "groups", '
+            f"got {str(resource)[:40]!r}"
+        )
+    if resource not in enabled:
+        return EventDecision(None, f"{DISCOVERY_REQUESTED}: {resource} are not discovered")
+    return EventDecision(mode, f"{DISCOVERY_REQUESTED} asked for a {mode} run", (resource,))
+
+
+def _lifecycle_value(data: Mapping[str, Any]) -> Lifecycle | None:
+    value = data.get("lifecycleEvent")
+    for known in _LIFECYCLE_VALUES:
+        if value == known:
+            return known
+    return None
 
 
 def _mapping(data: Any) -> Mapping[str, Any]:

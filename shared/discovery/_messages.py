@@ -1,9 +1,11 @@
 """Messages on `discovery-continue`: resume a run, or start one asked for by an event.
 
-`{"tenant": id, "mode": "full"|"delta", "runId": id}` resumes that run after its invocation
-spent its time budget; without `runId` (`"trigger": "eventgrid"`) it asks for a run, so that an
-Event Grid delivery is acknowledged at once instead of waiting for the whole discovery (Event
-Grid retries a delivery that takes longer than 30 seconds).
+`{"tenant": id, "resource": "users"|"groups", "mode": "full"|"delta", "runId": id}` resumes that
+run after its invocation spent its time budget; without `runId` (`"trigger": "eventgrid"`) it
+asks for a run, so that an Event Grid delivery is acknowledged at once instead of waiting for
+the whole discovery (Event Grid retries a delivery that takes longer than 30 seconds);
+`"trigger": "pending"` starts the run that serves the requests that arrived during the last one.
+A message without `resource` is for users (messages queued before groups were discovered).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.discovery._runs import RUN_ID_PATTERN
-from shared.discovery._state import Mode
+from shared.discovery._state import RESOURCES, Mode, Resource
 from shared.names import DISCOVERY_CONTINUE_QUEUE
 from shared.storage import Storage, get_storage, translate_errors
 
-TRIGGERS: Final = frozenset({"continuation", "eventgrid"})
+PENDING: Final = "pending"
+TRIGGERS: Final = frozenset({"continuation", "eventgrid", PENDING})
 
 
 class MalformedContinuation(ValueError):
@@ -30,19 +33,27 @@ class Continuation:
     mode: Mode
     run_id: str | None = None
     trigger: str = "continuation"
+    resource: Resource = "users"
 
     def to_json(self) -> str:
-        body: dict[str, str] = {"tenant": self.tenant_id, "mode": self.mode}
+        body: dict[str, str] = {
+            "tenant": self.tenant_id,
+            "resource": self.resource,
+            "mode": self.mode,
+        }
         if self.run_id:
             body["runId"] = self.run_id
         body["trigger"] = self.trigger
         return json.dumps(body)
 
 
-async def send_continuation(message: Continuation, storage: Storage | None = None) -> None:
+async def send_continuation(
+    message: Continuation, storage: Storage | None = None, *, delay_seconds: int = 0
+) -> None:
+    """Queue `message`, visible after `delay_seconds` (a pending run waits for the burst)."""
     queue = await (storage or get_storage()).queue(DISCOVERY_CONTINUE_QUEUE)
     async with translate_errors():
-        await queue.send_message(message.to_json())
+        await queue.send_message(message.to_json(), visibility_timeout=delay_seconds or None)
 
 
 def parse_continuation(text: str) -> Continuation:
@@ -54,6 +65,7 @@ def parse_continuation(text: str) -> Continuation:
         raise MalformedContinuation("the message is not a JSON object")
     tenant, run_id, mode = body.get("tenant"), body.get("runId"), body.get("mode")
     trigger = body.get("trigger", "continuation")
+    resource = body.get("resource", "users")
     if not isinstance(tenant, str) or not tenant:
         raise MalformedContinuation("tenant is missing")
     if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id)):
@@ -62,4 +74,6 @@ def parse_continuation(text: str) -> Continuation:
         raise MalformedContinuation("mode is not full or delta")
     if trigger not in TRIGGERS:
         raise MalformedContinuation(f"trigger is not one of {sorted(TRIGGERS)}")
-    return Continuation(tenant, mode, run_id, trigger)
+    if resource not in RESOURCES:
+        raise MalformedContinuation(f"resource is not one of {list(RESOURCES)}")
+    return Continuation(tenant, mode, run_id, trigger, resource)

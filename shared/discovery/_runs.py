@@ -16,14 +16,15 @@ from typing import Any, Final, Literal
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.discovery._state import RunProgress
+from shared.discovery._state import Resource, RunProgress
 from shared.ids import inverted_ticks
 from shared.storage import translate_errors
 from shared.times import format_utc
 
-Status = Literal["running", "succeeded", "failed", "skipped", "continued"]
+Status = Literal["running", "succeeded", "failed", "continued"]
 RUN_ID_PATTERN: Final = re.compile(r"[0-9]{19}-[0-9a-f]{6}")
 RUN_COLUMNS: Final = (
+    "resource",
     "mode",
     "trigger",
     "status",
@@ -34,6 +35,7 @@ RUN_COLUMNS: Final = (
     "finishedAt",
     "durationSeconds",
     "invocations",
+    "requests",
     "error",
     "fallbackReason",
 )
@@ -53,9 +55,12 @@ class RunsPage:
 
 
 class RunLog:
-    def __init__(self, table: TableClient, tenant_id: str) -> None:
+    """Run rows of one tenant; `resource` is what this log's runs discover."""
+
+    def __init__(self, table: TableClient, tenant_id: str, resource: Resource = "users") -> None:
         self._table = table
         self._tenant_id = tenant_id
+        self._resource = resource
 
     async def record(
         self,
@@ -70,6 +75,7 @@ class RunLog:
         row: dict[str, Any] = {
             "PartitionKey": self._tenant_id,
             "RowKey": progress.run_id,
+            "resource": self._resource,
             "mode": progress.mode,
             "trigger": progress.trigger,
             "status": status,
@@ -77,6 +83,7 @@ class RunLog:
             "upserts": progress.upserts,
             "deletes": progress.deletes,
             "invocations": progress.invocations,
+            "requests": progress.requests,
             "startedAt": progress.started_at,
             "durationSeconds": round((now - progress.started_at).total_seconds(), 3),
         }
@@ -89,27 +96,6 @@ class RunLog:
             row["finishedAt"] = now
         async with translate_errors():
             await self._table.upsert_entity(row, mode=UpdateMode.MERGE)
-
-    async def record_skipped(self, mode: str, trigger: str, reason: str) -> str:
-        now = datetime.now(UTC)
-        run_id = new_run_id(now)
-        row = {
-            "PartitionKey": self._tenant_id,
-            "RowKey": run_id,
-            "mode": mode,
-            "trigger": trigger,
-            "status": "skipped",
-            "pages": 0,
-            "upserts": 0,
-            "deletes": 0,
-            "startedAt": now,
-            "finishedAt": now,
-            "durationSeconds": 0.0,
-            "error": reason,
-        }
-        async with translate_errors():
-            await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
-        return run_id
 
     async def page(self, size: int, after: str | None) -> RunsPage:
         """Up to `size` runs, newest first, after the run id `after`."""
@@ -161,4 +147,5 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         view[column] = format_utc(value) if isinstance(value, datetime) else value
     raw = row.get("progress")
     view["progress"] = json.loads(raw) if isinstance(raw, str) else None
+    view["resource"] = view["resource"] or "users"  # rows from before groups were discovered
     return view

@@ -41,12 +41,13 @@ class UserWriter:
         self._stamp = stamp
         self._slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
 
-    async def write_complete(self, users: Sequence[Mapping[str, Any]]) -> int:
-        """Users carrying every selected property (`/users`, the first delta round)."""
+    async def write_complete(self, users: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Users carrying every selected property (`/users`, the first delta round).
+        Returns (upserts, deletes) like `write_delta`; a complete page deletes nothing."""
         now = datetime.now(UTC)
         operations = [self._replace(self._entity(user, now)) for user in _last_by_id(users)]
         await self._submit(operations)
-        return len(operations)
+        return len(operations), 0
 
     async def write_delta(self, users: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """A delta page: creates, updates, `@removed`. Returns (upserts, deletes)."""

@@ -101,9 +101,9 @@ async def run_rows(storage: Storage, tenant: str) -> list[dict[str, Any]]:
     ]
 
 
-async def state_row(storage: Storage, tenant: str) -> dict[str, Any]:
+async def state_row(storage: Storage, tenant: str, resource: str = "users") -> dict[str, Any]:
     table = await storage.table(DISCOVERY_STATE)
-    return dict(await table.get_entity(tenant, "users"))
+    return dict(await table.get_entity(tenant, resource))
 
 
 async def wait_until(predicate: Any, within: float, what: str) -> Any:

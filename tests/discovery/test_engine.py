@@ -250,12 +250,22 @@ async def test_overlapping_triggers_coalesce(
 
         await wait_until(lease_taken, 10, "the first run holds the lease")
         second = await run_discovery("delta", "eventgrid", config, storage=storage)
-        assert second.status == "skipped"
+        assert second.status == "coalesced"
         assert (await first).status == "succeeded"
         runs = await run_rows(storage, tenant)
-        assert sorted(r["status"] for r in runs) == ["skipped", "succeeded"]
-        skipped = next(r for r in runs if r["status"] == "skipped")
-        assert skipped["trigger"] == "eventgrid"
+        assert [(r["status"], r["requests"]) for r in runs] == [("succeeded", 1)]
+        assert (await state_row(storage, tenant))["pendingRequests"] == 1
+        # The finished run queued one `pending` message; it starts the run serving the request.
+        pending = await run_discovery("full", "pending", config, storage=storage)
+        assert (pending.status, pending.mode) == ("succeeded", "delta")
+        runs = await run_rows(storage, tenant)
+        assert [(r["mode"], r["trigger"], r["requests"]) for r in runs] == [
+            ("delta", "eventgrid", 1),
+            ("full", "timer", 1),
+        ]
+        assert "pendingRequests" not in await state_row(storage, tenant)
+        again = await run_discovery("delta", "pending", config, storage=storage)
+        assert again.status == "ignored"  # nothing left to serve
         await assert_mirrors(storage, tenant, graph)
 
 

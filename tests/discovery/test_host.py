@@ -4,7 +4,10 @@ host, and the admin runs view. Each test has its own Azurite (module), because t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -13,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from devhost.azurite import Azurite
+from shared.names import GRAPH_SUBSCRIPTIONS
 from shared.storage import Storage
 from tests.discovery.conftest import (
     assert_mirrors,
@@ -24,8 +29,10 @@ from tests.discovery.conftest import (
     wait_until,
 )
 from tests.discovery.test_engine import change_directory
+from tests.discovery.test_groups import assert_groups_mirror, member_rows
 from tests.fakes.entra import ADMIN_ROLE, EntraIssuer
 from tests.fakes.graph import FakeGraph
+from tests.fakes.graph_groups import Subscription, graph_event
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
@@ -68,7 +75,7 @@ class Hosted:
 
     async def runs_settled(self, count: int) -> list[dict[str, Any]] | None:
         runs = await run_rows(self.storage, self.tenant)
-        done = [r for r in runs if r["status"] in ("succeeded", "skipped", "failed")]
+        done = [r for r in runs if r["status"] in ("succeeded", "failed")]
         return runs if len(runs) == count and len(done) == count else None
 
 
@@ -89,48 +96,52 @@ def hosting(
     http: httpx.AsyncClient,
     tenant: str,
 ) -> HostedFactory:
-    """`hosting(users, **settings)`: a fresh tenant's Graph of `users` and the host's settings."""
+    """`hosting(users, graph_options=None, **settings)`: a fresh tenant's Graph of `users`
+    (FakeGraph options such as page sizes) and the host's settings."""
 
     @contextlib.contextmanager
-    def hosted(users: int, **extra: str) -> Iterator[Hosted]:
-        with make_graph(identity, users) as graph:
+    def hosted(
+        users: int, graph_options: dict[str, int] | None = None, **extra: str
+    ) -> Iterator[Hosted]:
+        with make_graph(identity, users, **(graph_options or {})) as graph:
             env = product_env(
                 own_azurite.connection_string,
                 AAD_TENANT_ID=tenant,
                 GRAPH_BASE_URL=graph.graph_base_url,
                 **identity.environment(),
-                **extra,
+                # A pending run waits 15 s in production for the rest of a burst; 1 s here.
+                **({"DISCOVERY_COALESCE_SECONDS": "1"} | extra),
             )
             yield Hosted(tenant, graph, own_storage, env, http)
 
     return hosted
 
 
-def graph_notification(tenant: str, user_id: str) -> dict[str, Any]:
-    """A Microsoft Graph change notification as an Event Grid partner event (CloudEvents)."""
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "type": "Microsoft.Graph.UserUpdated",
-        "source": f"/tenants/{tenant}/applications/{uuid.uuid4()}",
-        "subject": f"Users/{user_id}",
-        "time": datetime.now(UTC).isoformat(),
-        "datacontenttype": "application/json",
-        "data": {
-            "changeType": "updated",
-            "clientState": "secret-not-logged",
-            "resource": f"Users/{user_id}",
-            "resourceData": {
-                "@odata.type": "#Microsoft.Graph.User",
-                "@odata.id": f"Users/{user_id}",
-                "id": user_id,
-                "organizationId": tenant,
-            },
-            "subscriptionExpirationDateTime": datetime.now(UTC).isoformat(),
-            "subscriptionId": str(uuid.uuid4()),
-            "tenantId": tenant,
-        },
-    }
+NOTIFICATION_URL = (
+    "EventGrid:?azuresubscriptionid=8f4b2c1d-3e5f-4a6b-9c7d-0e1f2a3b4c5d"
+    "&resourcegroup=rg-cmboot&partnertopic=graph-cmboot&location=westeurope"
+)
+
+
+async def as_awaitable(value: bool) -> bool:
+    return value
+
+
+async def subscribed(
+    storage: Storage, tenant: str, graph: FakeGraph, resource: str
+) -> tuple[Subscription, str]:
+    """The live Graph subscription for `resource` and the clientState the app keeps for it."""
+
+    async def recorded() -> dict[str, Any] | None:
+        table = await storage.table(GRAPH_SUBSCRIPTIONS)
+        try:
+            row = await table.get_entity(tenant, resource)
+        except ResourceNotFoundError:
+            return None
+        return dict(row) if row.get("subscriptionId") else None
+
+    row = await wait_until(recorded, 20, f"a {resource} subscription is recorded")
+    return graph.subscriptions()[row["subscriptionId"]], row["clientState"]
 
 
 def custom_event(event_type: str, data: Any) -> dict[str, Any]:
@@ -152,9 +163,12 @@ async def test_timer_event_grid_and_admin_runs_view(
     http: httpx.AsyncClient,
     tenant: str,
 ) -> None:
-    with hosting(1500, AAD_AUTHORITY_HOST=issuer.authority_host) as hosted:
+    with hosting(
+        1500, AAD_AUTHORITY_HOST=issuer.authority_host, GRAPH_NOTIFICATION_URL=NOTIFICATION_URL
+    ) as hosted:
         graph = hosted.graph
         with DevHostProcess(hosted.env) as host:
+            await hosted.trigger(host, "graph_subscriptions")
             await hosted.trigger(host, "discovery_full")
             await wait_until(
                 lambda: hosted.newest_run(mode="full", trigger="timer", status="succeeded"),
@@ -164,7 +178,30 @@ async def test_timer_event_grid_and_admin_runs_view(
             await assert_mirrors(own_storage, tenant, graph)
 
             changed = change_directory(graph)
-            await hosted.publish(host, graph_notification(tenant, changed["renamed"]), cloud=True)
+            subscription, client_state = await subscribed(own_storage, tenant, graph, "users")
+            # A notification without the subscription's clientState is ignored (and logged).
+            forged = graph_event(
+                tenant,
+                "Microsoft.Graph.UserUpdated",
+                subscription,
+                client_state="guessed-client-state",
+                resource_id=changed["renamed"],
+            )
+            await hosted.publish(host, forged, cloud=True)
+            await wait_until(
+                lambda: as_awaitable("clientState does not match" in host.output()),
+                10,
+                "the forged notification is logged",
+            )
+            assert len(await run_rows(own_storage, tenant)) == 1
+            event = graph_event(
+                tenant,
+                "Microsoft.Graph.UserUpdated",
+                subscription,
+                client_state=client_state,
+                resource_id=changed["renamed"],
+            )
+            await hosted.publish(host, event, cloud=True)
             await wait_until(
                 lambda: hosted.newest_run(mode="delta", trigger="eventgrid", status="succeeded"),
                 30,
@@ -191,7 +228,8 @@ async def test_timer_event_grid_and_admin_runs_view(
             log = host.output()
             assert "malformed Event Grid event ignored" in log
             assert "not for discovery" in log
-            assert "secret-not-logged" not in log
+            assert client_state not in log
+            assert "guessed-client-state" not in log
 
             await check_runs_view(host, http, issuer, tenant)
 
@@ -279,22 +317,22 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
                 return None
             return state if state.get("runPages", 0) >= 1 else None
 
-        async def skipped() -> dict[str, Any] | None:
-            runs = await run_rows(own_storage, tenant)
-            return next((r for r in runs if r["status"] == "skipped"), None)
+        async def pending() -> dict[str, Any] | None:
+            state = await state_row(own_storage, tenant)
+            return state if state.get("pendingRequests") else None
 
         with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             state = await wait_until(one_page_written, 30, "a page is checkpointed")
-            # An overlapping trigger coalesces: recorded as skipped, the run goes on.
+            # An overlapping trigger coalesces: it waits as a pending request, the run goes on.
             await hosted.publish(
                 host, custom_event("CMBootstrap.DiscoveryRequested", {"mode": "delta"}), cloud=False
             )
-            overlap = await wait_until(skipped, 10, "the overlapping event is skipped")
+            overlap = await wait_until(pending, 10, "the overlapping event is pending")
             host.kill()
         run_id = state["runId"]
-        assert (overlap["trigger"], overlap["mode"]) == ("eventgrid", "delta")
-        assert run_id in overlap["error"]
+        assert (overlap["pendingTrigger"], overlap["pendingMode"]) == ("eventgrid", "delta")
+        assert overlap["runId"] == run_id
 
         async def lease_expired() -> bool:
             state = await state_row(own_storage, tenant)
@@ -303,9 +341,13 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
         await wait_until(lease_expired, 15, "the dead host's lease expires")
         with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_delta")
+            # The resumed run, then one run for the pending event and the delta timer.
             runs = await wait_until(
-                lambda: hosted.runs_settled(2), 60, "the run is resumed and finishes"
+                lambda: hosted.runs_settled(2), 60, "the run is resumed, the pending one runs"
             )
+        assert [(r["mode"], r["trigger"], r["requests"]) for r in runs[:1]] == [
+            ("delta", "eventgrid", 2)
+        ]
         run = next(r for r in runs if r["RowKey"] == run_id)
         assert run["status"] == "succeeded"
         assert (run["mode"], run["pages"], run["upserts"], run["invocations"]) == (
@@ -315,3 +357,172 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
             2,
         )
         await assert_mirrors(own_storage, tenant, graph)
+
+
+async def test_group_discovery_survives_a_killed_host_and_follows_graph_events(
+    hosting: HostedFactory,
+    own_storage: Storage,
+    issuer: EntraIssuer,
+    http: httpx.AsyncClient,
+    tenant: str,
+) -> None:
+    options = {"group_page_size": 4, "member_chunk": 20}
+    settings = {
+        "DISCOVERY_GROUPS": "all",
+        "DISCOVERY_LEASE_SECONDS": "5",
+        "GRAPH_NOTIFICATION_URL": NOTIFICATION_URL,
+        "AAD_AUTHORITY_HOST": issuer.authority_host,
+    }
+    with hosting(400, options, **settings) as hosted:
+        graph = hosted.graph
+        users = graph.user_ids()
+        groups = [
+            graph.add_group(f"Group {i:02d}", members=dict.fromkeys(users[i : i + 45], "user"))
+            for i in range(40)
+        ]
+        graph.add_member(groups[0], groups[1], "group")  # nested
+        graph.slow_next(1.0, times=4, on="groups")
+
+        async def groups_checkpointed() -> dict[str, Any] | None:
+            try:
+                state = await state_row(own_storage, tenant, "groups")
+            except ResourceNotFoundError:
+                return None
+            return state if state.get("runPages", 0) >= 1 else None
+
+        with DevHostProcess(hosted.env) as host:
+            await hosted.trigger(host, "graph_subscriptions")
+            await hosted.trigger(host, "discovery_full")
+            state = await wait_until(groups_checkpointed, 30, "a page of groups is written")
+            host.kill()  # kill -9 in the middle of the group run
+
+        async def lease_expired() -> bool:
+            state = await state_row(own_storage, tenant, "groups")
+            return bool(state["leaseExpiresAt"] < datetime.now(UTC))
+
+        await wait_until(lease_expired, 15, "the dead host's lease expires")
+        with DevHostProcess(hosted.env) as host:
+            await hosted.trigger(host, "discovery_delta")
+
+            async def groups_run(**expected: Any) -> dict[str, Any] | None:
+                runs = await run_rows(own_storage, tenant)
+                return next(
+                    (
+                        r
+                        for r in runs
+                        if r["resource"] == "groups"
+                        and all(r.get(k) == v for k, v in expected.items())
+                    ),
+                    None,
+                )
+
+            run = await wait_until(
+                lambda: groups_run(RowKey=state["runId"], status="succeeded"),
+                60,
+                "the killed group run is resumed and finishes",
+            )
+            assert (run["mode"], run["invocations"]) == ("full", 2)
+            await assert_groups_mirror(own_storage, tenant, graph)
+
+            # A membership removed in Entra ID: Graph's group notification starts a group delta.
+            graph.remove_member(groups[5], users[10])
+            subscription, client_state = await subscribed(own_storage, tenant, graph, "groups")
+            event = graph_event(
+                tenant,
+                "Microsoft.Graph.GroupUpdated",
+                subscription,
+                client_state=client_state,
+                resource_id=groups[5],
+            )
+            await hosted.publish(host, event, cloud=True)
+
+            async def member_removed() -> bool:
+                rows = await member_rows(own_storage, groups[5])
+                return bool(rows[users[10]]["isDeleted"])
+
+            # The event's delta (or the pending one it joined, after the resume) removes it.
+            await wait_until(member_removed, 30, "a group delta removes the membership")
+            assert await groups_run(mode="delta", status="succeeded")
+            await assert_groups_mirror(own_storage, tenant, graph)
+
+            # Graph removed the subscription: the lifecycle event recreates it and runs a delta.
+            graph.remove_subscription(subscription.id)
+            graph.add_member(groups[6], users[0], "user")
+            removed = graph_event(
+                tenant,
+                "Microsoft.Graph.SubscriptionRemoved",
+                subscription,
+                client_state=client_state,
+                lifecycle="subscriptionRemoved",
+            )
+            await hosted.publish(host, removed, cloud=True)
+
+            async def recreated() -> bool:
+                new, _ = await subscribed(own_storage, tenant, graph, "groups")
+                return new.id != subscription.id
+
+            await wait_until(recreated, 20, "the removed subscription is recreated")
+
+            async def member_added() -> bool:
+                rows = await member_rows(own_storage, groups[6])
+                return users[0] in rows and not rows[users[0]]["isDeleted"]
+
+            await wait_until(member_added, 30, "the delta after the removal ran")
+            await check_groups_view(host, http, issuer, tenant, len(groups))
+
+
+async def check_groups_view(
+    host: DevHostProcess, http: httpx.AsyncClient, issuer: EntraIssuer, tenant: str, count: int
+) -> None:
+    url = host.url("/api/groups")
+    assert (await http.get(url)).status_code == 401
+    token = issuer.mint_access_token(tenant_id=tenant, roles=(ADMIN_ROLE,))
+    admin = {"Authorization": f"Bearer {token}"}
+    seen: list[dict[str, Any]] = []
+    params = {"pageSize": "15"}
+    while True:
+        page = await http.get(url, params=params, headers=admin)
+        assert page.status_code == 200, page.text
+        seen.extend(page.json()["groups"])
+        if page.json()["next"] is None:
+            break
+        params["next"] = page.json()["next"]
+    assert len(seen) == count
+    assert len({g["groupId"] for g in seen}) == count
+    assert all(g["securityEnabled"] is True and g["isDeleted"] is False for g in seen)
+    bad = await http.get(url, params={"next": "x"}, headers=admin)
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "next"
+
+
+async def test_a_burst_of_200_events_coalesces(
+    hosting: HostedFactory, own_storage: Storage, tenant: str
+) -> None:
+    with hosting(300, DISCOVERY_COALESCE_SECONDS="5") as hosted:
+        hosted.graph.slow_next(2.0, on="list")
+        requested = custom_event("CMBootstrap.DiscoveryRequested", {"mode": "delta"})
+        with DevHostProcess(hosted.env) as host:
+            slots = asyncio.Semaphore(8)
+
+            async def deliver() -> None:
+                async with slots:
+                    await hosted.publish(host, requested | {"id": str(uuid.uuid4())}, cloud=False)
+
+            started = time.monotonic()
+            await asyncio.gather(*(deliver() for _ in range(200)))
+            delivered_in = time.monotonic() - started
+
+            async def all_served() -> list[dict[str, Any]] | None:
+                runs = await run_rows(own_storage, tenant)
+                state = await state_row(own_storage, tenant)
+                settled = all(r["status"] == "succeeded" for r in runs)
+                served = sum(r["requests"] for r in runs) == 200
+                return runs if settled and served and "runId" not in state else None
+
+            runs = await wait_until(all_served, 60, "every request is served")
+        assert delivered_in < 30
+        assert 2 <= len(runs) <= 3  # one running and one pending, a straggler at most
+        runs.sort(key=lambda r: r["startedAt"])
+        for earlier, later in itertools.pairwise(runs):
+            assert earlier["finishedAt"] <= later["startedAt"]
+        await assert_mirrors(own_storage, tenant, hosted.graph)

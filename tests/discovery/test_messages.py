@@ -10,6 +10,7 @@ from shared.discovery import (
     Continuation,
     MalformedContinuation,
     MalformedEvent,
+    Resource,
     decide,
     parse_continuation,
     parse_runs_query,
@@ -28,7 +29,7 @@ RUN_ID = "2516850183599999999-a1b2c3"
         ("Microsoft.Graph.UserUpdated", {}, "delta"),
         ("CMBootstrap.DiscoveryRequested", {"mode": "full"}, "full"),
         ("CMBootstrap.DiscoveryRequested", '{"mode": "delta"}', "delta"),
-        ("Microsoft.Graph.GroupUpdated", {"tenantId": TENANT}, None),
+        ("Microsoft.Graph.GroupUpdated", {"tenantId": TENANT}, None),  # groups not discovered
         ("Microsoft.Storage.BlobCreated", None, None),
         ("Microsoft.Graph.UserUpdated", {"tenantId": "00000000-0000-0000-0000-000000000000"}, None),
     ],
@@ -83,3 +84,62 @@ def test_runs_query_names_bad_fields() -> None:
     with pytest.raises(BadRequest) as raised:
         parse_runs_query("201", "PartitionKey eq 'x'")
     assert set(raised.value.errors) == {"pageSize", "continuation"}
+
+
+GROUPS_ON: tuple[Resource, ...] = ("users", "groups")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "enabled", "resources"),
+    [
+        ("CMBootstrap.DiscoveryRequested", {"mode": "delta"}, GROUPS_ON, GROUPS_ON),
+        ("CMBootstrap.DiscoveryRequested", {"mode": "full"}, ("users",), ("users",)),
+        (
+            "CMBootstrap.DiscoveryRequested",
+            {"mode": "full", "resource": "groups"},
+            GROUPS_ON,
+            ("groups",),
+        ),
+        ("CMBootstrap.DiscoveryRequested", {"mode": "full", "resource": "groups"}, ("users",), ()),
+        ("Microsoft.Graph.GroupUpdated", {"tenantId": TENANT}, GROUPS_ON, ("groups",)),
+        ("Microsoft.Graph.GroupDeleted", {"tenantId": TENANT}, ("users",), ()),
+        ("Microsoft.Graph.UserUpdated", {"tenantId": TENANT}, GROUPS_ON, ("users",)),
+    ],
+)
+def test_event_resources(
+    event_type: str, data: object, enabled: tuple[Resource, ...], resources: tuple[str, ...]
+) -> None:
+    assert decide(event_type, data, TENANT, enabled).resources == resources
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "lifecycle"),
+    [
+        ("Microsoft.Graph.SubscriptionReauthorizationRequired", {}, "reauthorizationRequired"),
+        ("Microsoft.Graph.SubscriptionRemoved", {}, "subscriptionRemoved"),
+        ("Microsoft.Graph.SubscriptionMissed", {}, "missed"),
+        ("Microsoft.Graph.UserUpdated", {"lifecycleEvent": "missed"}, "missed"),
+    ],
+)
+def test_lifecycle_events_carry_what_to_check(
+    event_type: str, data: dict[str, str], lifecycle: str
+) -> None:
+    decision = decide(
+        event_type, data | {"subscriptionId": "s1", "clientState": "c1"}, TENANT, GROUPS_ON
+    )
+    assert (decision.lifecycle, decision.mode, decision.graph) == (lifecycle, None, True)
+    assert (decision.subscription_id, decision.client_state) == ("s1", "c1")
+
+
+def test_a_requested_resource_must_be_users_or_groups() -> None:
+    with pytest.raises(MalformedEvent, match="resource"):
+        decide("CMBootstrap.DiscoveryRequested", {"mode": "delta", "resource": "devices"}, TENANT)
+
+
+def test_continuations_name_their_resource_and_old_ones_mean_users() -> None:
+    message = Continuation(TENANT, "delta", trigger="pending", resource="groups")
+    assert parse_continuation(message.to_json()) == message
+    old = json.dumps({"tenant": TENANT, "mode": "full", "runId": RUN_ID})
+    assert parse_continuation(old).resource == "users"
+    with pytest.raises(MalformedContinuation, match="resource"):
+        parse_continuation(json.dumps({"tenant": TENANT, "mode": "full", "resource": "devices"}))

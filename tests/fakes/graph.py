@@ -16,7 +16,8 @@ read) over devices a test registers, disables or changes (`register_device`, `di
 Every request needs a bearer token minted by the fake managed-identity endpoint. Faults can be
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
 connection reset mid-body, a slow page, and 410 `syncStateNotFound` for expired delta links.
-Requests are counted per endpoint.
+Requests are counted per endpoint. Groups (`/groups/delta` with `members@delta`) and
+change-notification subscriptions are in tests/fakes/graph_groups.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
+from tests.fakes.graph_groups import GROUP_PAGE_SIZE, MEMBER_CHUNK, GraphGroups
 from tests.fakes.identity import FakeManagedIdentity
 from tests.support.loopback import LoopbackServer
 
@@ -63,7 +65,7 @@ DEVICE_PROPERTIES: Final = (
 )
 _DEVICE_FILTER: Final = re.compile(r"deviceId eq '([0-9A-Fa-f-]{36})'")
 
-Endpoint = Literal["delta", "list", "devices", "any"]
+Endpoint = Literal["delta", "list", "devices", "groups", "subscriptions", "any"]
 _FAULT_CODES: Final = {429: "TooManyRequests", 410: "syncStateNotFound", 500: "generalException"}
 UserState = Literal["live", "soft-deleted", "deleted"]
 
@@ -128,7 +130,7 @@ def generated_user(label: str, index: int, domain: str) -> dict[str, Any]:
     return props
 
 
-class FakeGraph(LoopbackServer):
+class FakeGraph(GraphGroups, LoopbackServer):
     """Graph's `/v1.0/users` and `/v1.0/users/delta` over a directory held in memory."""
 
     def __init__(
@@ -141,6 +143,8 @@ class FakeGraph(LoopbackServer):
         seed: str = "",
         port: int = 0,
         delta_page_size: int = DELTA_PAGE_SIZE,
+        group_page_size: int = GROUP_PAGE_SIZE,
+        member_chunk: int = MEMBER_CHUNK,
     ) -> None:
         super().__init__(port)
         self.identity = identity
@@ -155,6 +159,7 @@ class FakeGraph(LoopbackServer):
         self._expired: set[str] = set()
         self._faults: list[_Fault] = []
         self._devices: dict[str, dict[str, Any]] = {}
+        self._init_groups(group_page_size, member_chunk)
         self._namespace = uuid.uuid5(
             uuid.NAMESPACE_URL, f"fake-graph:{seed or secrets.token_hex()}"
         )
@@ -322,11 +327,30 @@ class FakeGraph(LoopbackServer):
         app = web.Application()
         app.router.add_get("/v1.0/users/delta", self._delta)
         app.router.add_get("/v1.0/users", self._list)
+        self.add_group_routes(app)
         app.router.add_get("/v1.0/devices", self._devices_list)
         return app
 
     async def _devices_list(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "devices")
+
+    async def _authorized(self, request: web.Request, endpoint: Endpoint) -> web.Response | None:
+        """For the groups section: count, check the token, serve an injected status or delay."""
+        self.stats.requests[endpoint] += 1
+        auth = request.headers.get("Authorization", "")
+        if not self.identity.is_valid(auth.removeprefix("Bearer "), GRAPH_RESOURCE):
+            return _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        fault = self._take_fault(endpoint)
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.seconds)  # the slow page itself, not synchronisation
+        if fault is not None and fault.kind == "status":
+            code = _FAULT_CODES.get(fault.status, "serviceNotAvailable")
+            return _error(fault.status, code, "Injected fault.")
+        return None
+
+    @staticmethod
+    def _graph_error(status: int, code: str, message: str) -> web.Response:
+        return _error(status, code, message)
 
     async def _delta(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "delta")

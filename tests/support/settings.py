@@ -29,6 +29,7 @@ def product_env(storage_connection_string: str, **overrides: str) -> dict[str, s
         # Timers exist but never fire during a test unless the test asks for a schedule.
         "DISCOVERY_FULL_SCHEDULE": "0 0 0 1 1 *",
         "DISCOVERY_DELTA_SCHEDULE": "0 0 0 1 1 *",
+        "GRAPH_SUBSCRIPTION_SCHEDULE": "0 0 0 1 1 *",
     }
     env.update(overrides)
     return env

@@ -1,0 +1,71 @@
+"""`GET /api/groups`: the discovered groups, paged like the runs view (`pageSize`, then the
+`continuation` the previous page returned: the last group id, RowKeys being sorted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from shared.errors import BadRequest
+from shared.ids import parse_guid
+from shared.names import AAD_GROUPS
+from shared.storage import Storage, get_storage, translate_errors
+
+GROUPS_DEFAULT_PAGE_SIZE: Final = 100
+GROUPS_MAX_PAGE_SIZE: Final = 1000
+GROUP_COLUMNS: Final = ("displayName", "securityEnabled", "isDeleted", "lastDiscoveredAt")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupsPage:
+    groups: list[dict[str, Any]]
+    continuation: str | None
+
+
+def parse_groups_query(page_size: str | None, next_token: str | None) -> tuple[int, str | None]:
+    """`pageSize` and `next` of `GET /api/groups`, or `BadRequest` naming them."""
+    errors: dict[str, str] = {}
+    size = GROUPS_DEFAULT_PAGE_SIZE
+    if page_size:
+        if page_size.isdigit() and 1 <= int(page_size) <= GROUPS_MAX_PAGE_SIZE:
+            size = int(page_size)
+        else:
+            errors["pageSize"] = f"must be a whole number from 1 to {GROUPS_MAX_PAGE_SIZE}"
+    after = parse_guid(next_token) if next_token else None
+    if next_token and after is None:
+        errors["next"] = "must be the 'next' of a previous page"
+    if errors:
+        raise BadRequest("Bad query for groups.", errors=errors)
+    return size, after
+
+
+async def list_groups(
+    tenant_id: str, *, size: int, after: str | None, storage: Storage | None = None
+) -> GroupsPage:
+    """Up to `size` of the tenant's groups in id order, after the group id `after`."""
+    table = await (storage or get_storage()).table(AAD_GROUPS)
+    query = "PartitionKey eq @tenant"
+    parameters = {"tenant": tenant_id}
+    if after:
+        query += " and RowKey gt @after"
+        parameters["after"] = after
+    groups: list[dict[str, Any]] = []
+    more = False
+    async with translate_errors():
+        async for row in table.query_entities(
+            query, parameters=parameters, results_per_page=size + 1
+        ):
+            if len(groups) == size:
+                more = True
+                break
+            groups.append(_public(row))
+    return GroupsPage(groups, groups[-1]["groupId"] if more and groups else None)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {"groupId": row["RowKey"]}
+    for column in GROUP_COLUMNS:
+        value = row.get(column)
+        view[column] = value.isoformat() if isinstance(value, datetime) else value
+    return view
