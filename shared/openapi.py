@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
-from shared.discovery import RUNS_MAX_PAGE_SIZE
+from shared.discovery import GROUPS_MAX_PAGE_SIZE, RUNS_MAX_PAGE_SIZE
 from shared.reports import DIAGNOSES, INSTALL_CHART_DAYS, MAX_BODY_BYTES, MAX_PAGE_SIZE, STAGES
 from shared.settings import MAX_BUNDLE_TTL_MINUTES
 
@@ -239,6 +239,23 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_page_size(RUNS_MAX_PAGE_SIZE, 50), *_PAGING],
                 "responses": {
                     "200": _json(_ref("RunsPage"), "A page of runs."),
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "503": _problem("Unavailable"),
+                },
+            }
+        },
+        "/api/groups": {
+            "get": {
+                "operationId": "listGroups",
+                "summary": "Discovered Entra groups (DISCOVERY_GROUPS), in object id order.",
+                "security": _ADMIN,
+                "parameters": [
+                    _page_size(GROUPS_MAX_PAGE_SIZE, 100),
+                    _query("next", {"type": "string"}, "The previous page's `next` token."),
+                ],
+                "responses": {
+                    "200": _json(_ref("GroupsPage"), "A page of groups."),
                     "400": _problem("BadRequest"),
                     **_ADMIN_ERRORS,
                     "503": _problem("Unavailable"),
@@ -511,9 +528,15 @@ def _schemas() -> dict[str, Any]:
             "required": ["runId", "mode", "trigger", "status", "startedAt"],
             "properties": {
                 "runId": {"type": "string"},
+                "resource": {"enum": ["users", "groups"]},
                 "mode": {"enum": ["full", "delta"]},
                 "trigger": {"type": "string"},
+                # `skipped`: rows written before bursts were coalesced into pending runs.
                 "status": {"enum": ["running", "succeeded", "failed", "skipped", "continued"]},
+                "requests": {
+                    "type": ["integer", "null"],
+                    "description": "How many triggers and events this run absorbed.",
+                },
                 "pages": {"type": ["integer", "null"]},
                 "upserts": {"type": ["integer", "null"]},
                 "deletes": {"type": ["integer", "null"]},
@@ -533,6 +556,25 @@ def _schemas() -> dict[str, Any]:
                 "runs": {"type": "array", "items": _ref("Run")},
                 "next": {"type": ["string", "null"]},
                 "continuation": {"type": ["string", "null"], "description": "Same as next."},
+            },
+        },
+        "Group": {
+            "type": "object",
+            "required": ["groupId"],
+            "properties": {
+                "groupId": {"type": "string"},
+                "displayName": {"type": ["string", "null"]},
+                "securityEnabled": {"type": ["boolean", "null"]},
+                "isDeleted": {"type": ["boolean", "null"]},
+                "lastDiscoveredAt": _nullable(UTC_TIME),
+            },
+        },
+        "GroupsPage": {
+            "type": "object",
+            "required": ["groups", "next"],
+            "properties": {
+                "groups": {"type": "array", "items": _ref("Group")},
+                "next": {"type": ["string", "null"]},
             },
         },
         "Health": {

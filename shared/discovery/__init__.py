@@ -21,7 +21,12 @@ from shared.discovery._engine import (
 )
 from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, MalformedEvent, decide
 from shared.discovery._graph import SELECT, USER_PROPERTIES
-from shared.discovery._groups_view import GroupsPage, list_groups, parse_groups_query
+from shared.discovery._groups_view import (
+    GROUPS_MAX_PAGE_SIZE,
+    GroupsPage,
+    list_groups,
+    parse_groups_query,
+)
 from shared.discovery._messages import (
     Continuation,
     MalformedContinuation,
@@ -43,6 +48,7 @@ from shared.storage import Storage, get_storage
 
 __all__ = [
     "DISCOVERY_REQUESTED",
+    "GROUPS_MAX_PAGE_SIZE",
     "RESOURCES",
     "RUNS_MAX_PAGE_SIZE",
     "SELECT",

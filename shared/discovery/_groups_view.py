@@ -11,6 +11,7 @@ from shared.errors import BadRequest
 from shared.ids import parse_guid
 from shared.names import AAD_GROUPS
 from shared.storage import Storage, get_storage, translate_errors
+from shared.times import format_utc
 
 GROUPS_DEFAULT_PAGE_SIZE: Final = 100
 GROUPS_MAX_PAGE_SIZE: Final = 1000
@@ -67,5 +68,5 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"groupId": row["RowKey"]}
     for column in GROUP_COLUMNS:
         value = row.get(column)
-        view[column] = value.isoformat() if isinstance(value, datetime) else value
+        view[column] = format_utc(value) if isinstance(value, datetime) else value
     return view
