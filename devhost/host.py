@@ -115,11 +115,7 @@ class DevHost:
         return lines
 
     async def serve(self, stop: asyncio.Event) -> None:
-        runner = web.AppRunner(
-            self.front_end.application(),
-            access_log=None,
-            shutdown_timeout=self.grace_seconds,
-        )
+        runner = web.ServerRunner(self.front_end.server(), shutdown_timeout=self.grace_seconds)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
