@@ -34,16 +34,23 @@ class EventDecision:
     reason: str
 
 
-def decide(event_type: str, data: Any, tenant_id: str) -> EventDecision:
-    """The run an event asks for, or why it is ignored. Raises `MalformedEvent`."""
+def decide(event_type: object, data: Any, tenant_id: str) -> EventDecision:
+    """The run an event asks for, or why it is ignored. Raises `MalformedEvent`.
+
+    `event_type` and `data` are what the event says, of any JSON type: the envelope is the
+    sender's, and an event that cannot be read is refused here, never with an exception that
+    would fail the delivery (and have Event Grid redeliver it for a day).
+    """
     if not event_type:
         raise MalformedEvent("the event has no type")
+    if not isinstance(event_type, str):
+        raise MalformedEvent(f"the event's type is a JSON {_json_type(event_type)}, not a string")
     if event_type == DISCOVERY_REQUESTED:
         mode = _mapping(data).get("mode")
         if mode not in ("full", "delta"):
+            shown = repr(mode[:40]) if isinstance(mode, str) else f"a JSON {_json_type(mode)}"
             raise MalformedEvent(
-                f'{DISCOVERY_REQUESTED} needs data {{"mode": "full" | "delta"}}, '
-                f"got mode {str(mode)[:40]!r}"
+                f'{DISCOVERY_REQUESTED} needs data {{"mode": "full" | "delta"}}, got mode {shown}'
             )
         return EventDecision(mode, f"{DISCOVERY_REQUESTED} asked for a {mode} run")
     if event_type in GRAPH_USER_EVENTS:
@@ -54,11 +61,16 @@ def decide(event_type: str, data: Any, tenant_id: str) -> EventDecision:
     return EventDecision(None, f"event type {event_type[:80]!r} is not for discovery")
 
 
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def _mapping(data: Any) -> Mapping[str, Any]:
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
             raise MalformedEvent("the event's data is not JSON") from None
     if not isinstance(data, Mapping):
         raise MalformedEvent("the event's data is not a JSON object")
