@@ -9,7 +9,7 @@ import azure.functions as func
 
 from shared.auth import authenticate, require_admin, require_client_app
 from shared.errors import BadRequest, NotFound
-from shared.http import json_response, problem_boundary
+from shared.http import json_response, problem_boundary, require_plain_body
 from shared.ids import parse_guid
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports import (
@@ -33,6 +33,7 @@ async def reports(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body()
     # 413 before the token check costs a signature verification or a key fetch.
     check_size(req.headers.get("Content-Length"), body)
+    require_plain_body(req)
     caller = await authenticate(req)
     require_client_app(caller)
     report = await accept_report(body, caller_tenant_id=caller.tenant_id)

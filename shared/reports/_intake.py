@@ -36,9 +36,13 @@ def check_size(content_length: str | None, body: bytes) -> None:
 
 
 def validate_report(body: bytes, *, caller_tenant_id: str) -> StatusReport:
-    """The report in `body`, or 400 naming every failing field, or 403 for another tenant."""
+    """The report in `body`, or 400 naming every failing field, or 403 for another tenant.
+
+    A report is valid when its queue message reads back as the same report (see `_schema`): what
+    this accepts, the recorder records."""
     try:
         report = parse_report_text(body)
+        report.canonical_message()
     except InvalidReport as error:
         raise BadRequest(
             "The status report is not valid: " + ", ".join(error.errors), errors=error.errors
@@ -49,10 +53,10 @@ def validate_report(body: bytes, *, caller_tenant_id: str) -> StatusReport:
 
 
 async def enqueue_report(report: StatusReport) -> None:
-    """Put the canonical report on `device-status`; returns once Queue storage has stored it."""
+    """Put the report's message on `device-status`; returns once Queue storage has stored it."""
     queue = await get_storage().queue(DEVICE_STATUS_QUEUE)
     async with translate_errors():
-        sent = await queue.send_message(report.canonical())
+        sent = await queue.send_message(report.canonical_message())
     _log.info(
         "report enqueued",
         extra={
