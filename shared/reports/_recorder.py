@@ -46,7 +46,7 @@ from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY, DEVICE_STATUS_QUE
 from shared.reports._entities import history_entity, history_row_key, latest_properties
 from shared.reports._rejected import reject_message
 from shared.reports._schema import InvalidReport, StatusReport, parse_report_text
-from shared.storage import get_storage, translate_errors
+from shared.storage import Storage, get_storage, translate_errors
 
 COUNTED_IDS_KEPT: Final = 32
 # A burst of one device's reports (a batch of 16 in flight) converges in ~16 rounds at worst.
@@ -65,9 +65,16 @@ class StatusContention(BootstrapError):
 
 
 async def record_message(
-    body: bytes, *, message_id: str | None, dequeue_count: int | None, queue: str | None = None
+    body: bytes,
+    *,
+    message_id: str | None,
+    dequeue_count: int | None,
+    queue: str | None = None,
+    storage: Storage | None = None,
 ) -> Outcome:
-    """Record one `device-status` message, or keep it in `RejectedReports` if it is no report."""
+    """Record one `device-status` message, or keep it in `RejectedReports` if it is no report.
+
+    `storage` defaults to this loop's (`get_storage()`); tests pass their own."""
     try:
         report = parse_report_text(body)
     except InvalidReport as error:
@@ -77,13 +84,16 @@ async def record_message(
             message_id=message_id,
             dequeue_count=dequeue_count,
             queue=queue or DEVICE_STATUS_QUEUE,
+            storage=storage,
         )
         return Outcome.REJECTED
-    return await record_report(report, message_id=message_id)
+    return await record_report(report, message_id=message_id, storage=storage)
 
 
-async def record_report(report: StatusReport, *, message_id: str | None = None) -> Outcome:
-    storage = get_storage()
+async def record_report(
+    report: StatusReport, *, message_id: str | None = None, storage: Storage | None = None
+) -> Outcome:
+    storage = storage or get_storage()
     history = await storage.table(DEVICE_STATUS_HISTORY)
     status = await storage.table(DEVICE_STATUS)
     ids = {"deviceId": report.device_id, "reportId": report.report_id, "messageId": message_id}
