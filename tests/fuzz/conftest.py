@@ -34,6 +34,9 @@ class Target:
     sent: int = 0
     accepted_reports: list[tuple[str, str]] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # a failing example prints its arguments: no tokens in it
+        return f"Target({self.host.base_url})"
+
     def send(self, request: Request) -> Answer:
         """Send, then check what every answer must be (tokens and canary never echoed)."""
         answer = send(self.host.port, request)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +38,7 @@ def fuzz_settings(examples: int) -> Callable[[F], F]:
     )
 
     def apply(test: F) -> F:
-        return chosen(test)
+        # pytest-timeout's 120 s is for the default run; a longer run gets as much more time.
+        return pytest.mark.timeout(120 * SCALE)(chosen(test))  # type: ignore[no-any-return]
 
     return apply
