@@ -168,6 +168,6 @@ async def _close_app_storage() -> None:
 def _json_object(payload: str) -> dict[str, object]:
     try:
         value = json.loads(payload) if payload else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"data": payload}
     return value if isinstance(value, dict) else {"data": value}
