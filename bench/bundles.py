@@ -1,21 +1,31 @@
-"""Bundle issuance: throughput at the HTTP handler on one core, next to its ceiling, and latency
-through the development host at a steady request rate.
+"""Bundle issuance: throughput at the HTTP handler on one core in each BOOTSTRAP_AUTH mode, next
+to the ceiling of the cryptography that mode needs, and latency through the development host.
 
-    .venv/bin/python -m bench.bundles [--requests 2000] [--concurrency 16] [--rate 20 --seconds 10]
+    .venv/bin/python -m bench.bundles [--requests 2000] [--concurrency 16] [--devices 64]
+                                      [--rate 20 --seconds 10]
 
-1. Ceiling: one RS256 verify (the device's access token) plus one RS256 sign (the bundle), with
-   the same keys, in a loop on this core: the cryptography every bundle cannot avoid.
-2. Handler: the registered `bundle` function called directly with `func.HttpRequest`s (token
-   validation, blocked-device read, signing, audit insert into Azurite), `--concurrency` in
-   flight, this process pinned to one core (Azurite and the issuer run elsewhere).
-3. Host: `python -m devhost` at `--rate` requests/s for `--seconds`, open loop; p50/p99.
-It starts its own Azurite, loopback Entra issuer and host. Prints one line per figure.
+1. Ceilings, on this core with the same keys: the cryptography every bundle cannot avoid.
+   `user`: one RS256 verify (the access token) + one RS256 sign (the bundle); `device`: one
+   device proof verified (x5c certificate parsed, RS256 verify, claims) + the sign;
+   `device+user`: proof + token + sign.
+2. Handler: the registered `bundle` function called directly with `func.HttpRequest`s,
+   `--concurrency` in flight, this process pinned to one core (Azurite, the issuer and the
+   loopback Graph serve from elsewhere). It does what the mode needs: token validation, proof
+   verification, the single-use jti insert (DeviceProofs), the device's Graph record (each of
+   `--devices` devices is looked up once in a warm-up, then served from the 60 s cache, as a
+   device retrying within a minute would be), the blocked-device read, signing, the audit insert.
+3. Host: `python -m devhost` (`user` mode) at `--rate` requests/s for `--seconds`; p50/p99.
+4. Production: Key Vault signs every bundle; its per-vault limit for the infra's key (RSA 3072,
+   software) is 1,000 sign operations per 10 s, i.e. 100 bundles/s per vault, whatever the
+   handler's own rate.
+It starts its own Azurite, loopback Entra issuer, managed identity, Graph and host.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
@@ -32,10 +42,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devhost.azurite import running_azurite
+from shared.auth import PROOF_HEADER, ProofRequest, ProofVerifier, close_device_authenticator
+from shared.settings import get_settings
 from shared.storage import get_storage
 from tests.fakes.entra import EntraIssuer
+from tests.fakes.graph import FakeGraph
+from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
+from tests.support.devices import DeviceIdentity
 from tests.support.settings import RESOURCE_URI, SERVER_APP_ID, product_env
+
+HANDLER_HOST = "127.0.0.1:7071"
+BUNDLE_URL = f"http://{HANDLER_HOST}/api/bundle"
+MODES = ("user", "device", "device+user")
+# Key Vault, per vault and 10 s, software RSA 3072 keys (the key infra/modules/app.bicep makes).
+KEY_VAULT_SIGNS_PER_10_SECONDS = 1000
 
 
 def write_signing_key(folder: Path) -> tuple[Path, rsa.RSAPrivateKey]:
@@ -51,20 +72,37 @@ def write_signing_key(folder: Path) -> tuple[Path, rsa.RSAPrivateKey]:
     return path, key
 
 
-def ceiling(issuer: EntraIssuer, bundle_key: rsa.RSAPrivateKey, seconds: float = 3.0) -> float:
-    """Verify + sign per second on this core, with the service's keys and a real token."""
+def ceiling(
+    mode: str,
+    issuer: EntraIssuer,
+    bundle_key: rsa.RSAPrivateKey,
+    device: DeviceIdentity,
+    seconds: float = 3.0,
+) -> float:
+    """Bundles per second this mode's cryptography alone allows on this core."""
     token = issuer.mint_access_token()
     public = issuer.current_key.private_key.public_key()
     payload = b"x" * 1200  # about the size of a bundle's signing input
+    verifier = ProofVerifier([HANDLER_HOST])
+    bound = token if mode == "device+user" else None
+    proof = device.proof("GET", BUNDLE_URL, nonce="bench-nonce", token=bound)
+    request = ProofRequest(
+        "GET", BUNDLE_URL, device_id=device.device_id, nonce="bench-nonce", bearer_token=bound
+    )
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        jwt.decode(token, public, algorithms=["RS256"], audience=[SERVER_APP_ID, RESOURCE_URI])
+        if mode != "device":
+            jwt.decode(token, public, algorithms=["RS256"], audience=[SERVER_APP_ID, RESOURCE_URI])
+        if mode != "user":
+            verifier.verify(proof, request)
         bundle_key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
         count += 1
     return count / (time.perf_counter() - started)
 
 
+@functools.cache
 def bundle_function() -> Any:
+    """Indexed once: `get_functions()` raises when called twice for one app."""
     import function_app
 
     for function in function_app.app.get_functions():
@@ -73,36 +111,56 @@ def bundle_function() -> Any:
     raise SystemExit("no 'bundle' function registered")
 
 
+def prepared_requests(
+    mode: str, issuer: EntraIssuer, devices: list[DeviceIdentity], count: int
+) -> list[func.HttpRequest]:
+    """`count` requests as devices would send them in `mode` (proofs signed before timing)."""
+    tokens = [issuer.mint_access_token() for _ in range(16)]
+    requests = []
+    for i in range(count):
+        device, token = devices[i % len(devices)], tokens[i % len(tokens)]
+        nonce = f"bench-nonce-{i:08d}"
+        headers: dict[str, str] = {}
+        if mode != "device":
+            headers["Authorization"] = f"Bearer {token}"
+        if mode != "user":
+            bound = token if mode == "device+user" else None
+            headers[PROOF_HEADER] = device.proof("GET", BUNDLE_URL, nonce=nonce, token=bound)
+        device_id = device.device_id if mode != "user" else str(uuid.uuid4())
+        requests.append(
+            func.HttpRequest(
+                method="GET",
+                url=f"{BUNDLE_URL}?deviceId={device_id}&nonce={nonce}",
+                headers=headers,
+                params={"deviceId": device_id, "nonce": nonce},
+                body=b"",
+            )
+        )
+    return requests
+
+
 async def handler_throughput(
-    issuer: EntraIssuer, requests: int, concurrency: int
+    warm_up: list[func.HttpRequest], timed: list[func.HttpRequest], concurrency: int
 ) -> tuple[float, float]:
     """(bundles per wall-clock second, bundles per CPU second of this process)."""
     handler = bundle_function()
-    tokens = [issuer.mint_access_token() for _ in range(16)]
 
-    def request(i: int) -> func.HttpRequest:
-        return func.HttpRequest(
-            method="GET",
-            url="http://127.0.0.1:7071/api/bundle",
-            headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
-            params={"deviceId": str(uuid.uuid4()), "nonce": f"bench-nonce-{i:08d}"},
-            body=b"",
-        )
-
-    async def worker(indices: range) -> None:
-        for i in indices:
-            response = await handler(request(i))
+    async def worker(requests: list[func.HttpRequest]) -> None:
+        for request in requests:
+            response = await handler(request)
             if response.status_code != 200:
                 raise SystemExit(
                     f"handler answered {response.status_code}: {response.get_body()!r}"
                 )
 
-    await worker(range(concurrency))  # warm-up: key fetch, tables, connections
+    # Warm-up: key fetch, tables, connections, and each device's Graph record.
+    await asyncio.gather(*(worker(warm_up[w::concurrency]) for w in range(concurrency)))
     started, cpu_started = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker(range(w, requests, concurrency)) for w in range(concurrency)))
+    await asyncio.gather(*(worker(timed[w::concurrency]) for w in range(concurrency)))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    await close_device_authenticator()
     await get_storage().close()
-    return requests / wall, requests / cpu
+    return len(timed) / wall, len(timed) / cpu
 
 
 async def host_latency(host: DevHostProcess, issuer: EntraIssuer, rate: float, seconds: float):
@@ -138,6 +196,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="bundle issuance benchmark")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--devices", type=int, default=64)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
@@ -146,34 +205,54 @@ def main() -> int:
         tempfile.TemporaryDirectory() as folder,
         running_azurite() as azurite,
         EntraIssuer() as issuer,
+        FakeManagedIdentity() as identity,
+        FakeGraph(identity) as graph,
     ):
         key_path, bundle_key = write_signing_key(Path(folder))
+        devices = [DeviceIdentity.generate() for _ in range(args.devices)]
+        for device in devices:
+            graph.register_device(device.device_id, device.alternative_security_ids())
         env = product_env(
             azurite.connection_string,
             AAD_AUTHORITY_HOST=issuer.authority_host,
+            GRAPH_BASE_URL=graph.graph_base_url,
+            WEBSITE_HOSTNAME=HANDLER_HOST,
             BUNDLE_SIGNING_KEY_FILE=str(key_path),
             CCMSETUP_SOURCE="C:\\CLIENT",
             CCMSETUP_NO_CRL_CHECK="true",
+            **identity.environment(),
         )
         os.environ.update(env)
         all_cores = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {min(all_cores)})  # one core for this process
-        ceiling_rate = ceiling(issuer, bundle_key)
-        handler_rate, cpu_rate = asyncio.run(
-            handler_throughput(issuer, args.requests, args.concurrency)
+        for mode in MODES:
+            os.environ["BOOTSTRAP_AUTH"] = mode
+            get_settings.cache_clear()
+            warm_up = prepared_requests(mode, issuer, devices, max(len(devices), args.concurrency))
+            timed = prepared_requests(mode, issuer, devices, args.requests)
+            os.sched_setaffinity(0, {min(all_cores)})  # one core for this process
+            ceiling_rate = ceiling(mode, issuer, bundle_key, devices[0])
+            handler_rate, cpu_rate = asyncio.run(
+                handler_throughput(warm_up, timed, args.concurrency)
+            )
+            os.sched_setaffinity(0, all_cores)
+            print(f"[{mode}] ceiling (its cryptography, one core): {ceiling_rate:8.0f} /s")
+            print(f"[{mode}] handler (bundle function, one core):   {handler_rate:8.0f} bundles/s")
+            ratio = handler_rate / ceiling_rate
+            print(f"[{mode}] ratio handler / ceiling:               {ratio:8.2f}")
+            # Azurite runs on another core; per CPU second shows the handler's own cost.
+            print(f"[{mode}] handler per CPU second of this process: {cpu_rate:8.0f} bundles/s")
+            sys.stdout.flush()
+        vault_rate = KEY_VAULT_SIGNS_PER_10_SECONDS / 10
+        print(
+            f"production ceiling: Key Vault signs at most {KEY_VAULT_SIGNS_PER_10_SECONDS} "
+            f"per 10 s per vault for software RSA 3072 keys: {vault_rate:.0f} bundles/s per vault"
         )
-        os.sched_setaffinity(0, all_cores)  # the host (a child) may use every core again
-        print(f"ceiling (RS256 verify + sign, one core): {ceiling_rate:8.0f} /s")
-        print(f"handler (bundle function, one core):     {handler_rate:8.0f} bundles/s")
-        print(f"ratio handler / ceiling:                 {handler_rate / ceiling_rate:8.2f}")
-        # Azurite runs on another core; per CPU second shows the handler's own cost.
-        print(f"handler per CPU second of this process:  {cpu_rate:8.0f} bundles/s")
-        print(f"ratio per CPU second / ceiling:          {cpu_rate / ceiling_rate:8.2f}")
+        env["BOOTSTRAP_AUTH"] = "user"
         sys.stdout.flush()
         with DevHostProcess(env) as host:
             p50, p99, failures = asyncio.run(host_latency(host, issuer, args.rate, args.seconds))
         print(
-            f"host latency at {args.rate:g} req/s for {args.seconds:g} s: "
+            f"host latency (user mode) at {args.rate:g} req/s for {args.seconds:g} s: "
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, non-200: {failures}"
         )
     return 0

@@ -122,7 +122,11 @@ async def main_async(args: argparse.Namespace) -> None:
     bodies = make_reports(args.reports, args.devices)
     with EntraIssuer() as issuer, running_azurite() as azurite:
         async with storage_on(azurite) as storage:
-            env = product_env(azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host)
+            env = product_env(
+                azurite.connection_string,
+                AAD_AUTHORITY_HOST=issuer.authority_host,
+                BOOTSTRAP_AUTH="user",
+            )
             roof = await ceiling(
                 storage, make_reports(args.reports, args.devices), args.concurrency
             )

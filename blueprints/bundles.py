@@ -4,7 +4,7 @@ import os
 
 import azure.functions as func
 
-from shared.auth import authenticate, require_client_app
+from shared.auth import authenticate_device
 from shared.bundles import (
     BundleRequest,
     bundle_issuer,
@@ -24,8 +24,7 @@ JOSE: str = "application/jose"
 @problem_boundary
 async def bundle(req: func.HttpRequest) -> func.HttpResponse:
     request = BundleRequest.from_params(req.params)
-    caller = await authenticate(req)
-    require_client_app(caller)
+    caller = await authenticate_device(req, device_id=request.device_id, nonce=request.nonce)
     issued = await issue_bundle(
         caller,
         request,

@@ -7,7 +7,7 @@
 
 import azure.functions as func
 
-from shared.auth import authenticate, require_admin, require_client_app
+from shared.auth import authenticate, authenticate_device, require_admin
 from shared.errors import BadRequest, NotFound
 from shared.http import json_response, problem_boundary, require_plain_body
 from shared.ids import parse_guid
@@ -31,12 +31,11 @@ bp = func.Blueprint()
 @problem_boundary
 async def reports(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body()
-    # 413 before the token check costs a signature verification or a key fetch.
+    # 413 before the token or proof check costs a signature verification or a key fetch.
     check_size(req.headers.get("Content-Length"), body)
     require_plain_body(req)
-    caller = await authenticate(req)
-    require_client_app(caller)
-    report = await accept_report(body, caller_tenant_id=caller.tenant_id)
+    caller = await authenticate_device(req, body=body)
+    report = await accept_report(body, caller=caller)
     return json_response({"reportId": report.report_id}, status=202)
 
 

@@ -82,11 +82,19 @@ def main(argv: list[str] | None = None) -> int:
             added = load_local_settings(script_root, os.environ)
             if added:
                 print(f"Loaded {len(added)} settings from local.settings.json", flush=True)
+        # As Azure sets it: the host name devices use, which device proofs (`htu`) must name.
+        os.environ.setdefault("WEBSITE_HOSTNAME", advertised_host(args.host, args.port))
         asyncio.run(serve(script_root, args.host, args.port))
     except HostConfigError as error:
         print(f"devhost: {error}", file=sys.stderr, flush=True)
         return 2
     return 0
+
+
+def advertised_host(bind: str, port: int) -> str:
+    """`host:port` of this host's own address; `localhost` when bound to every interface."""
+    host = "localhost" if bind in ("0.0.0.0", "::", "") else bind
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def exit_process(code: int) -> NoReturn:

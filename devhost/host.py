@@ -29,6 +29,7 @@ from devhost.invoke import InvocationError, Invoker
 from devhost.queues import QueueListener, admin_message
 from devhost.storage_clients import QueueClients
 from devhost.timers import TimerSchedule, timer_datum
+from shared.auth import close_device_authenticator
 from shared.errors import SettingError
 from shared.storage import get_storage
 
@@ -160,8 +161,10 @@ class DevHost:
 
 
 async def _close_app_storage() -> None:
-    """Close the clients the app's functions opened on this loop through `shared.storage`."""
+    """Close the clients the app's functions opened on this loop through `shared.storage` (and
+    the Graph client device proofs read devices with)."""
     with contextlib.suppress(SettingError):
+        await close_device_authenticator()
         await get_storage().close()
 
 

@@ -2,7 +2,7 @@
 // - modules/app.bicep: identity, storage (tables, queues, deployment container), Key Vault and the
 //   bundle signing key, monitoring, Event Grid topic, the Flex Consumption function app, roles.
 // - modules/entra.bicep: server and client app registrations, admin consent, Graph User.Read.All
-//   for the managed identity (Microsoft Graph Bicep extension). Skip it with
+//   and Device.Read.All for the managed identity (Microsoft Graph Bicep extension). Skip it with
 //   MANAGE_ENTRA_APPS=false after running scripts/entra-setup.sh.
 // - events.bicep (not here): Event Grid subscriptions to `discovery_events`, deployed by the
 //   postdeploy hook because an AzureFunction endpoint must exist before it can be subscribed.

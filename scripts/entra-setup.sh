@@ -8,7 +8,8 @@
 #   scripts/entra-setup.sh apps           # before `azd provision`: server + client apps, consent
 #   azd env set MANAGE_ENTRA_APPS false   # (the script does this for you)
 #   azd provision
-#   scripts/entra-setup.sh grants         # after: Graph User.Read.All for the managed identity,
+#   scripts/entra-setup.sh grants         # after: Graph User.Read.All and Device.Read.All for
+#                                         # the managed identity,
 #                                         # ADMIN_ROLE for BOOTSTRAP_ADMIN_PRINCIPAL_IDS
 #
 # Reads AZURE_ENV_NAME, ADMIN_ROLE, AAD_RESOURCE_URI, BOOTSTRAP_ADMIN_PRINCIPAL_IDS and
@@ -18,6 +19,7 @@ set -euo pipefail
 GRAPH=https://graph.microsoft.com/v1.0
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
 USER_READ_ALL=df021288-bdef-4463-88db-98f22de89214   # Graph application permission User.Read.All
+DEVICE_READ_ALL=7438b122-aefc-4978-80ed-43db9fcc7715 # Graph application permission Device.Read.All
 SCOPE=Bundle.Request
 
 if command -v azd >/dev/null 2>&1; then
@@ -114,6 +116,7 @@ ensure_grants() {
   local graph_sp server_sp role_id principal
   graph_sp=$(az ad sp list --filter "appId eq '$GRAPH_APP_ID'" --query '[0].id' --output tsv)
   assign_role "$identity" "$graph_sp" "$USER_READ_ALL"
+  assign_role "$identity" "$graph_sp" "$DEVICE_READ_ALL"
   server_sp=$(az ad sp list --filter "appId eq '${AAD_SERVER_APP_ID:?run entra-setup.sh apps first}'" \
     --query '[0].id' --output tsv)
   role_id=$(az ad app show --id "$AAD_SERVER_APP_ID" \

@@ -93,9 +93,22 @@ class Unauthorized(ProblemError):
     title = "Unauthorized"
     slug = "invalid-token"
 
-    def __init__(self, detail: str, *, token_present: bool = True) -> None:
-        challenge = 'Bearer error="invalid_token"' if token_present else "Bearer"
+    def __init__(
+        self, detail: str, *, token_present: bool = True, challenge: str | None = None
+    ) -> None:
+        if challenge is None:
+            challenge = 'Bearer error="invalid_token"' if token_present else "Bearer"
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InvalidDeviceProof(Unauthorized):
+    """401: the `Device-Proof` header is missing where needed or does not prove the device."""
+
+    slug = "invalid-proof"
+    CHALLENGE: ClassVar[str] = 'Device-Proof error="invalid_proof"'
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, challenge=self.CHALLENGE)
 
 
 class Forbidden(ProblemError):

@@ -11,6 +11,8 @@ DEVICE_STATUS_HISTORY: Final = "DeviceStatusHistory"
 BUNDLE_ISSUANCE: Final = "BundleIssuance"
 BLOCKED_DEVICES: Final = "BlockedDevices"
 REJECTED_REPORTS: Final = "RejectedReports"
+# Device proofs already used (single-use jti across instances; see shared/auth/_replay.py).
+DEVICE_PROOFS: Final = "DeviceProofs"
 
 ALL_TABLES: Final = (
     AAD_USERS,
@@ -21,6 +23,7 @@ ALL_TABLES: Final = (
     BUNDLE_ISSUANCE,
     BLOCKED_DEVICES,
     REJECTED_REPORTS,
+    DEVICE_PROOFS,
 )
 
 # Queues

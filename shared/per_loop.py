@@ -31,6 +31,10 @@ class PerLoop(Generic[T]):
             value = self._by_loop[loop] = self._factory()
         return value
 
+    def peek(self) -> T | None:
+        """This loop's object if `get()` made one, without making it."""
+        return self._by_loop.get(asyncio.get_running_loop())
+
     def discard(self) -> None:
         """Forget this loop's object: the next `get()` makes a new one."""
         self._by_loop.pop(asyncio.get_running_loop(), None)

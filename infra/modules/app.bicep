@@ -27,6 +27,7 @@ var tableNames = [
   'BundleIssuance'
   'BlockedDevices'
   'RejectedReports'
+  'DeviceProofs'
 ]
 var queueNames = [
   'discovery-continue'

@@ -19,6 +19,8 @@ param identityPrincipalId string
 var graphAppId = '00000003-0000-0000-c000-000000000000'
 // Microsoft Graph application permission User.Read.All (same id in every tenant).
 var userReadAllRoleId = 'df021288-bdef-4463-88db-98f22de89214'
+// Microsoft Graph application permission Device.Read.All: device proofs read the device's record.
+var deviceReadAllRoleId = '7438b122-aefc-4978-80ed-43db9fcc7715'
 var bundleScopeValue = 'Bundle.Request'
 var bundleScopeId = guid(appName, 'oauth2PermissionScope', bundleScopeValue)
 var adminRoleId = guid(appName, 'appRole', adminRole)
@@ -104,6 +106,13 @@ resource graphPrincipal 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 // Discovery reads users through Graph as the managed identity: application permission User.Read.All.
 resource identityUserReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   appRoleId: userReadAllRoleId
+  principalId: identityPrincipalId
+  resourceId: graphPrincipal.id
+}
+
+// Device proofs read the proven device (accountEnabled, trustType, keys): Device.Read.All.
+resource identityDeviceReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: deviceReadAllRoleId
   principalId: identityPrincipalId
   resourceId: graphPrincipal.id
 }

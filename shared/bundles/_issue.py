@@ -15,16 +15,16 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from shared.auth import Caller
+from shared.auth import AuthenticatedDevice, is_blocked
 from shared.b64url import b64url_encode
-from shared.bundles._batching import Coalescer
+from shared.batching import Coalescer
 from shared.bundles._command import CcmsetupCommand
 from shared.bundles._signing import SigningKey, get_signing_keys
 from shared.errors import BadRequest, Forbidden
 from shared.ids import parse_guid
-from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE
+from shared.names import BUNDLE_ISSUANCE
 from shared.per_loop import PerLoop
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, is_loopback_host
 from shared.storage import get_storage, translate_errors
 
 _log = logging.getLogger(__name__)
@@ -66,11 +66,13 @@ class IssuedBundle:
 def bundle_issuer(request_url: str, website_hostname: str | None) -> str:
     """The bundle's `iss`: the app's base URL.
 
-    In Azure the platform's own host name (WEBSITE_HOSTNAME), which a caller cannot influence;
-    elsewhere (the development host) the scheme and host of the request URL.
+    In Azure the platform's own host name (WEBSITE_HOSTNAME), which a caller cannot influence
+    (the development host sets it to its own loopback address, served over http); without it
+    the scheme and host of the request URL.
     """
     if website_hostname:
-        return f"https://{website_hostname}"
+        host = urlsplit(f"//{website_hostname}").hostname
+        return f"{'http' if is_loopback_host(host) else 'https'}://{website_hostname}"
     parts = urlsplit(request_url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -93,10 +95,15 @@ def client_ip(forwarded_for: str | None) -> str | None:
 
 
 async def issue_bundle(
-    caller: Caller, request: BundleRequest, *, issuer: str, ip: str | None
+    caller: AuthenticatedDevice, request: BundleRequest, *, issuer: str, ip: str | None
 ) -> IssuedBundle:
-    """Sign a bundle for `request.device_id` and audit it; nothing is returned unaudited."""
-    await _ensure_not_blocked(caller.tenant_id, request.device_id)
+    """Sign a bundle for `request.device_id` and audit it; nothing is returned unaudited.
+
+    A proven device was checked against BlockedDevices with its proof; with a user token alone
+    the requested device is checked here.
+    """
+    if caller.device_id is None:
+        await _ensure_not_blocked(caller.tenant_id, request.device_id)
     keys = await get_signing_keys()
     settings = get_settings()
     issued_at = int(time.time())
@@ -107,7 +114,7 @@ async def issue_bundle(
         "aud": BUNDLE_AUDIENCE,
         "sub": request.device_id,
         "tid": caller.tenant_id,
-        "oid": caller.object_id,
+        **({"oid": caller.user.object_id} if caller.user is not None else {}),
         "iat": issued_at,
         "nbf": issued_at,
         "exp": expires_at,
@@ -145,13 +152,13 @@ def _b64json(value: Mapping[str, Any]) -> str:
 
 
 async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:
-    if await _ledger().is_blocked(tenant_id, device_id):
+    if await is_blocked(tenant_id, device_id):
         _log.warning("bundle refused: device blocked", extra={"deviceId": device_id})
         raise Forbidden("This device is blocked from fetching install bundles.")
 
 
 async def _audit(
-    caller: Caller,
+    caller: AuthenticatedDevice,
     request: BundleRequest,
     bundle: IssuedBundle,
     *,
@@ -162,35 +169,25 @@ async def _audit(
         "PartitionKey": caller.tenant_id,
         "RowKey": bundle.jti,
         "sub": request.device_id,
-        "oid": caller.object_id,
-        "clientAppId": caller.client_app_id,
+        **caller.provenance(),
         "kid": bundle.kid,
         "issued": issued,
         "expires": bundle.expires,
         "clientIp": ip or "",
     }
+    if caller.user is not None:
+        entity["clientAppId"] = caller.user.client_app_id
     await _ledger().record(caller.tenant_id, entity)
 
 
 class _Ledger:
-    """BlockedDevices reads and BundleIssuance writes of one event loop, group-committed per
-    tenant (a table transaction needs one PartitionKey; a $filter allows 15 comparisons)."""
+    """BundleIssuance writes of one event loop, group-committed per tenant (a table transaction
+    needs one PartitionKey)."""
 
-    MAX_LOOKUPS: Final = 14  # + the PartitionKey comparison = Azure's 15-comparison limit
     MAX_INSERTS: Final = 100  # a table transaction's limit
 
     def __init__(self) -> None:
-        self._lookups: dict[str, Coalescer[str, bool]] = {}
         self._inserts: dict[str, Coalescer[dict[str, Any], None]] = {}
-
-    async def is_blocked(self, tenant_id: str, device_id: str) -> bool:
-        coalescer = self._lookups.get(tenant_id)
-        if coalescer is None:
-            coalescer = Coalescer(
-                functools.partial(_blocked_among, tenant_id), max_batch=self.MAX_LOOKUPS
-            )
-            self._lookups[tenant_id] = coalescer
-        return await coalescer.submit(device_id)
 
     async def record(self, tenant_id: str, entity: dict[str, Any]) -> None:
         coalescer = self._inserts.get(tenant_id)
@@ -198,24 +195,6 @@ class _Ledger:
             coalescer = Coalescer(_insert_all, max_batch=self.MAX_INSERTS)
             self._inserts[tenant_id] = coalescer
         await coalescer.submit(entity)
-
-
-async def _blocked_among(tenant_id: str, device_ids: list[str]) -> list[bool]:
-    """Which of `device_ids` are in BlockedDevices: one query for the whole batch."""
-    table = await get_storage().table(BLOCKED_DEVICES)
-    unique = sorted(set(device_ids))
-    parameters = {"tenant": tenant_id, **{f"d{i}": device for i, device in enumerate(unique)}}
-    rows = " or ".join(f"RowKey eq @d{i}" for i in range(len(unique)))
-    # Spaces around the parentheses: the SDK substitutes @names between whitespace only.
-    query = f"PartitionKey eq @tenant and ( {rows} )"
-    async with translate_errors():
-        blocked = {
-            entity["RowKey"]
-            async for entity in table.query_entities(
-                query, parameters=parameters, select=["RowKey"]
-            )
-        }
-    return [device in blocked for device in device_ids]
 
 
 async def _insert_all(entities: list[dict[str, Any]]) -> list[None]:

@@ -4,6 +4,7 @@ The public surface the blueprints use; the modules behind it are private.
 """
 
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
+from shared.reports._message import PROVENANCE_FIELD, parse_message, queue_message
 from shared.reports._recorder import Outcome, StatusContention, record_message, record_report
 from shared.reports._schema import (
     STAGES,
@@ -24,6 +25,7 @@ from shared.reports._views import (
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "PROVENANCE_FIELD",
     "STAGES",
     "DevicePage",
     "InvalidReport",
@@ -35,10 +37,12 @@ __all__ = [
     "device_detail",
     "format_utc",
     "list_devices",
+    "parse_message",
     "parse_page_size",
     "parse_report",
     "parse_report_text",
     "parse_stage",
+    "queue_message",
     "record_message",
     "record_report",
     "stage_counts",

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from shared.auth import AuthenticatedDevice
 from shared.errors import BadRequest, Forbidden, PayloadTooLarge
 from shared.names import DEVICE_STATUS_QUEUE
+from shared.reports._message import queue_message
 from shared.reports._schema import InvalidReport, StatusReport, parse_report_text
 from shared.storage import get_storage, translate_errors
 
@@ -35,28 +37,33 @@ def check_size(content_length: str | None, body: bytes) -> None:
         raise PayloadTooLarge(f"A status report may be at most {MAX_BODY_BYTES} bytes.")
 
 
-def validate_report(body: bytes, *, caller_tenant_id: str) -> StatusReport:
-    """The report in `body`, or 400 naming every failing field, or 403 for another tenant.
-
-    A report is valid when its queue message reads back as the same report (see `_schema`): what
-    this accepts, the recorder records."""
+def validate_report(
+    body: bytes, *, caller_tenant_id: str, proven_device_id: str | None = None
+) -> StatusReport:
+    """The report in `body`, or 400 naming every failing field, or 403 for another tenant or
+    (with a device proof) another device than the proven one: a device reports for itself."""
     try:
         report = parse_report_text(body)
-        report.canonical_message()
     except InvalidReport as error:
-        raise BadRequest(
-            "The status report is not valid: " + ", ".join(error.errors), errors=error.errors
-        ) from None
+        raise _invalid(error) from None
     if report.tenant_id != caller_tenant_id.lower():
         raise Forbidden("The report's tenantId is not the tenant of the access token.")
+    if proven_device_id is not None and report.device_id != proven_device_id:
+        raise Forbidden("The report's deviceId is not the device that signed the proof.")
     return report
 
 
-async def enqueue_report(report: StatusReport) -> None:
-    """Put the report's message on `device-status`; returns once Queue storage has stored it."""
+async def enqueue_report(report: StatusReport, provenance: dict[str, str]) -> None:
+    """Put the report and its provenance on `device-status`; returns once Queue storage has
+    stored it. 400 when the message would not read back as this report (see `_message`): what
+    the POST accepts, the recorder records."""
+    try:
+        message = queue_message(report, provenance)
+    except InvalidReport as error:
+        raise _invalid(error) from None
     queue = await get_storage().queue(DEVICE_STATUS_QUEUE)
     async with translate_errors():
-        sent = await queue.send_message(report.canonical_message())
+        sent = await queue.send_message(message)
     _log.info(
         "report enqueued",
         extra={
@@ -68,8 +75,16 @@ async def enqueue_report(report: StatusReport) -> None:
     )
 
 
-async def accept_report(body: bytes, *, caller_tenant_id: str) -> StatusReport:
+def _invalid(error: InvalidReport) -> BadRequest:
+    return BadRequest(
+        "The status report is not valid: " + ", ".join(error.errors), errors=error.errors
+    )
+
+
+async def accept_report(body: bytes, *, caller: AuthenticatedDevice) -> StatusReport:
     """Validate (after `check_size`) and enqueue; the report once it is durably on the queue."""
-    report = validate_report(body, caller_tenant_id=caller_tenant_id)
-    await enqueue_report(report)
+    report = validate_report(
+        body, caller_tenant_id=caller.tenant_id, proven_device_id=caller.device_id
+    )
+    await enqueue_report(report, caller.provenance())
     return report

@@ -44,11 +44,14 @@ from azure.data.tables.aio import TableClient
 from shared.errors import BootstrapError
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY, DEVICE_STATUS_QUEUE
 from shared.reports._entities import history_entity, history_row_key, latest_properties
+from shared.reports._message import parse_message
 from shared.reports._rejected import reject_message
-from shared.reports._schema import InvalidReport, StatusReport, parse_report_text
+from shared.reports._schema import InvalidReport, StatusReport
 from shared.storage import Storage, get_storage, translate_errors
 
 COUNTED_IDS_KEPT: Final = 32
+# How the report's sender was authenticated (README "Device trust"), on both tables' rows.
+PROVENANCE_PROPERTIES: Final = ("auth", "certThumbprint", "oid")
 # A burst of one device's reports (a batch of 16 in flight) converges in ~16 rounds at worst.
 MAX_WRITE_ATTEMPTS: Final = 40
 _log = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ async def record_message(
 
     `storage` defaults to this loop's (`get_storage()`); tests pass their own."""
     try:
-        report = parse_report_text(body)
+        report, provenance = parse_message(body)
     except InvalidReport as error:
         await reject_message(
             body,
@@ -87,21 +90,30 @@ async def record_message(
             storage=storage,
         )
         return Outcome.REJECTED
-    return await record_report(report, message_id=message_id, storage=storage)
+    return await record_report(
+        report, message_id=message_id, provenance=provenance, storage=storage
+    )
 
 
 async def record_report(
-    report: StatusReport, *, message_id: str | None = None, storage: Storage | None = None
+    report: StatusReport,
+    *,
+    message_id: str | None = None,
+    provenance: Mapping[str, str] | None = None,
+    storage: Storage | None = None,
 ) -> Outcome:
+    """Record one report; `provenance` (auth, certThumbprint, oid) says how its sender was
+    authenticated and is kept on its history row and, while it is the newest, the status row."""
+    properties = _provenance_properties(provenance)
     storage = storage or get_storage()
     history = await storage.table(DEVICE_STATUS_HISTORY)
     status = await storage.table(DEVICE_STATUS)
     ids = {"deviceId": report.device_id, "reportId": report.report_id, "messageId": message_id}
     async with translate_errors():
-        if await _insert_history(history, report, message_id):
+        if await _insert_history(history, report, message_id, properties):
             _log.info("duplicate report ignored", extra=ids)
             return Outcome.DUPLICATE
-        await _fold_into_status(status, report)
+        await _fold_into_status(status, report, properties)
         await history.update_entity(
             {"PartitionKey": report.device_id, "RowKey": history_row_key(report), "counted": True},
             mode=UpdateMode.MERGE,
@@ -110,25 +122,38 @@ async def record_report(
     return Outcome.RECORDED
 
 
+def _provenance_properties(provenance: Mapping[str, str] | None) -> dict[str, str | None]:
+    """Always all three names, so a newer report without one clears the older report's value."""
+    given = provenance or {}
+    return {name: given.get(name) for name in PROVENANCE_PROPERTIES}
+
+
 async def _insert_history(
-    history: TableClient, report: StatusReport, message_id: str | None
+    history: TableClient,
+    report: StatusReport,
+    message_id: str | None,
+    provenance: Mapping[str, str | None],
 ) -> bool:
     """Insert the history row; True when it already existed AND was fully counted."""
+    entity = history_entity(report, message_id=message_id)
+    entity.update({name: value for name, value in provenance.items() if value is not None})
     try:
-        await history.create_entity(history_entity(report, message_id=message_id))
+        await history.create_entity(entity)
     except ResourceExistsError:
         row = await history.get_entity(report.device_id, history_row_key(report))
         return bool(row.get("counted"))
     return False
 
 
-async def _fold_into_status(status: TableClient, report: StatusReport) -> None:
+async def _fold_into_status(
+    status: TableClient, report: StatusReport, provenance: Mapping[str, str | None]
+) -> None:
     for attempt in range(MAX_WRITE_ATTEMPTS):
         try:
             row = await status.get_entity(report.tenant_id, report.device_id)
         except ResourceNotFoundError:
             try:
-                await status.create_entity(_first_status(report))
+                await status.create_entity(_first_status(report, provenance))
                 return
             except ResourceExistsError:
                 await _back_off(attempt)
@@ -138,7 +163,7 @@ async def _fold_into_status(status: TableClient, report: StatusReport) -> None:
             return
         try:
             await status.update_entity(
-                _folded_status(row, report, counted),
+                _folded_status(row, report, counted, provenance),
                 mode=UpdateMode.REPLACE,
                 etag=row.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
@@ -159,11 +184,12 @@ def _counted_ids(row: Mapping[str, Any]) -> list[str]:
     return [item for item in str(raw).split(",") if item]
 
 
-def _first_status(report: StatusReport) -> dict[str, Any]:
+def _first_status(report: StatusReport, provenance: Mapping[str, str | None]) -> dict[str, Any]:
+    latest = {**latest_properties(report), **provenance}
     return {
         "PartitionKey": report.tenant_id,
         "RowKey": report.device_id,
-        **{k: v for k, v in latest_properties(report).items() if v is not None},
+        **{k: v for k, v in latest.items() if v is not None},
         "lastReportAt": report.reported_at,
         "reportCount": 1,
         "countedReportIds": report.report_id,
@@ -172,11 +198,14 @@ def _first_status(report: StatusReport) -> dict[str, Any]:
 
 
 def _folded_status(
-    row: Mapping[str, Any], report: StatusReport, counted: list[str]
+    row: Mapping[str, Any],
+    report: StatusReport,
+    counted: list[str],
+    provenance: Mapping[str, str | None],
 ) -> dict[str, Any]:
     entity = dict(row)
     if _is_newer(report, row):
-        for name, value in latest_properties(report).items():
+        for name, value in {**latest_properties(report), **provenance}.items():
             if value is None:
                 entity.pop(name, None)
             else:

@@ -14,11 +14,11 @@ Choices where DESIGN.md is silent (documented in the README):
 - Every string must be encodable as UTF-8: JSON can carry a lone UTF-16 surrogate (`"\ud800"`)
   that no queue or table can store; it is refused naming the field.
 
-One validation and one serialisation: `POST /api/reports` validates with `parse_report_text` and
-enqueues `canonical_message()`; the recorder reads that message with the same `parse_report_text`.
-`canonical_message` re-reads its own text before returning it, so a report whose message would
-not read back as the same report is refused at the POST (400), never answered 202 and then
-rejected by the recorder.
+One validation and one serialisation: `POST /api/reports` validates with `parse_report` and
+enqueues `queue_message` (shared/reports/_message.py); the recorder reads that message with
+`parse_message`, which validates with the same `parse_report`. `queue_message` re-reads its own
+text before returning it, so a report whose message would not read back as the same report is
+refused at the POST (400), never answered 202 and then rejected by the recorder.
 """
 
 from __future__ import annotations
@@ -111,17 +111,6 @@ class StatusReport:
     def canonical(self) -> str:
         """Sorted keys, no spaces: the same report always gives the same message text."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    def canonical_message(self) -> str:
-        """The queue message the recorder reads; `InvalidReport` if it would not read back."""
-        text = self.canonical()
-        try:
-            again = parse_report_text(text.encode("utf-8"), now=self.reported_at)
-        except (InvalidReport, UnicodeEncodeError):
-            again = None
-        if again != self:
-            raise InvalidReport({"/": "cannot be recorded as sent"})
-        return text
 
 
 def format_utc(moment: datetime) -> str:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from shared.bundles._batching import Coalescer
+from shared.batching import Coalescer
 from shared.errors import StorageUnavailable
 
 

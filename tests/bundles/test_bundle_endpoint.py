@@ -86,6 +86,7 @@ async def service(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=module_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",  # the user-token path; device proofs: tests/device_trust
         BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
         CCMSETUP_SOURCE=SOURCE,
         CCMSETUP_NO_CRL_CHECK="true",
@@ -142,6 +143,8 @@ async def test_valid_token_gets_a_bundle_that_verifies_with_the_jwks(
     [row] = await service.audit_rows(device)
     assert row["RowKey"] == claims["jti"]
     assert row["oid"] == oid
+    assert row["auth"] == "user"
+    assert "certThumbprint" not in row
     assert row["clientIp"] == "203.0.113.7"
     assert row["issued"] == datetime.fromtimestamp(claims["iat"], UTC)
     assert row["expires"] - row["issued"] == timedelta(minutes=45)

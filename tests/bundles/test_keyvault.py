@@ -71,6 +71,7 @@ async def service(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",
         BUNDLE_SIGNING_KEY_ID=vault.key_id(CURRENT),  # versionless, as Bicep may set it
         BUNDLE_SIGNING_NEXT_KEY_ID=next_key_id,
         **identity.environment(),
@@ -228,6 +229,7 @@ async def test_a_vault_down_at_start_is_503_until_it_is_back(
     env = product_env(
         private_azurite.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
+        BOOTSTRAP_AUTH="user",
         BUNDLE_SIGNING_KEY_ID=key_id,
         **identity.environment(),
         **vault.environment(),

@@ -41,7 +41,11 @@ def test_key_endpoint_then_storage_outage_are_503(
     azurite_to_stop: Azurite, fresh_entra_issuer: EntraIssuer
 ):
     issuer = fresh_entra_issuer
-    env = product_env(azurite_to_stop.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host)
+    env = product_env(
+        azurite_to_stop.connection_string,
+        AAD_AUTHORITY_HOST=issuer.authority_host,
+        BOOTSTRAP_AUTH="user",
+    )
     with DevHostProcess(env) as host:
         issuer.keys_available = False
         assert_unavailable(get_bundle(host, issuer.mint_access_token()))

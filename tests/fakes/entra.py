@@ -36,7 +36,7 @@ from tests.support.loopback import LoopbackServer
 from tests.support.settings import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
 
 ADMIN_ROLE: Final = "Bootstrap.Admin"
-DEFAULT_SCOPE: Final = "user_impersonation"
+DEFAULT_SCOPE: Final = "Bundle.Request"  # the scope the server app exposes to devices
 TOKEN_LIFETIME_SECONDS: Final = 3600
 _PATH = re.compile(
     r"^/(?P<tenant>[A-Za-z0-9.-]+)/(?:(?P<oidc>v2\.0/\.well-known/openid-configuration)"

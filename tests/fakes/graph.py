@@ -9,6 +9,10 @@ again); `/users?$top=999` pages with `$skiptoken`. For a changed user a delta pa
 selected properties that have ever been set, cleared ones as `null` (Graph's documented
 default), so a never-set property is absent.
 
+It also serves `GET /v1.0/devices?$filter=deviceId eq '{id}'&$select=...` (what device proofs
+read) over devices a test registers, disables or changes (`register_device`, `disable_device`,
+`update_device`, `remove_device`).
+
 Every request needs a bearer token minted by the fake managed-identity endpoint. Faults can be
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
 connection reset mid-body, a slow page, and 410 `syncStateNotFound` for expired delta links.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import secrets
 import threading
 import uuid
@@ -49,7 +54,16 @@ DELTA_PAGE_SIZE: Final = 200
 LIST_MAX_PAGE: Final = 999
 LIST_DEFAULT_PAGE: Final = 100
 
-Endpoint = Literal["delta", "list", "any"]
+DEVICE_PROPERTIES: Final = (
+    "id",
+    "deviceId",
+    "accountEnabled",
+    "trustType",
+    "alternativeSecurityIds",
+)
+_DEVICE_FILTER: Final = re.compile(r"deviceId eq '([0-9A-Fa-f-]{36})'")
+
+Endpoint = Literal["delta", "list", "devices", "any"]
 _FAULT_CODES: Final = {429: "TooManyRequests", 410: "syncStateNotFound", 500: "generalException"}
 UserState = Literal["live", "soft-deleted", "deleted"]
 
@@ -140,6 +154,7 @@ class FakeGraph(LoopbackServer):
         self._delta_tokens: dict[str, int] = {}
         self._expired: set[str] = set()
         self._faults: list[_Fault] = []
+        self._devices: dict[str, dict[str, Any]] = {}
         self._namespace = uuid.uuid5(
             uuid.NAMESPACE_URL, f"fake-graph:{seed or secrets.token_hex()}"
         )
@@ -222,6 +237,44 @@ class FakeGraph(LoopbackServer):
         self._seq += 1
         user.seq = self._seq
 
+    # -- devices, as a test registers and changes them ------------------------------------------
+
+    def register_device(
+        self,
+        device_id: str,
+        alternative_security_ids: list[dict[str, Any]],
+        *,
+        account_enabled: bool = True,
+        trust_type: str = "AzureAd",
+    ) -> str:
+        """Register a device as joining does; its directory object id."""
+        object_id = str(uuid.uuid4())
+        with self._lock:
+            self._devices[device_id.lower()] = {
+                "id": object_id,
+                "deviceId": device_id.lower(),
+                "accountEnabled": account_enabled,
+                "trustType": trust_type,
+                "alternativeSecurityIds": [dict(entry) for entry in alternative_security_ids],
+            }
+        return object_id
+
+    def update_device(self, device_id: str, **props: Any) -> None:
+        """Change a device (`accountEnabled=False` disables it, `trustType=...`)."""
+        unknown = set(props) - set(DEVICE_PROPERTIES)
+        if unknown:
+            raise KeyError(f"not a device property here: {sorted(unknown)}")
+        with self._lock:
+            self._devices[device_id.lower()].update(props)
+
+    def disable_device(self, device_id: str) -> None:
+        """As an admin disabling the device in Entra ID."""
+        self.update_device(device_id, accountEnabled=False)
+
+    def remove_device(self, device_id: str) -> None:
+        with self._lock:
+            del self._devices[device_id.lower()]
+
     # -- fault injection ----------------------------------------------------------------------
 
     def fail_next(
@@ -269,7 +322,11 @@ class FakeGraph(LoopbackServer):
         app = web.Application()
         app.router.add_get("/v1.0/users/delta", self._delta)
         app.router.add_get("/v1.0/users", self._list)
+        app.router.add_get("/v1.0/devices", self._devices_list)
         return app
+
+    async def _devices_list(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "devices")
 
     async def _delta(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "delta")
@@ -305,6 +362,8 @@ class FakeGraph(LoopbackServer):
         return web.Response(body=body, content_type="application/json")
 
     def _page(self, request: web.Request, endpoint: Endpoint) -> bytes:
+        if endpoint == "devices":
+            return self._device_page(request)
         query = request.query
         select = _select(query.get("$select"))
         with self._lock:
@@ -370,6 +429,21 @@ class FakeGraph(LoopbackServer):
         if page_round.delta:
             names = tuple(n for n in names if n in user.ever_set)
         return {"id": user.id} | {n: user.props.get(n) for n in names if n != "id"}
+
+    def _device_page(self, request: web.Request) -> bytes:
+        """Only the filter device proofs use: one deviceId, as Graph answers it (0 or 1 item)."""
+        match = _DEVICE_FILTER.fullmatch(request.query.get("$filter", ""))
+        if match is None:
+            raise _GraphError(400, "Request_UnsupportedQuery", "Unsupported $filter.")
+        wanted = request.query.get("$select")
+        names = [n for n in wanted.split(",") if n in DEVICE_PROPERTIES] if wanted else None
+        with self._lock:
+            device = self._devices.get(match[1].lower())
+            values = [] if device is None else [json.loads(json.dumps(device))]
+        if names is not None:
+            values = [{n: item[n] for n in names} for item in values]
+        body = {"@odata.context": f"{self.graph_base_url}/$metadata#devices", "value": values}
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _GraphError(Exception):

@@ -55,8 +55,10 @@ async def service_on_own_azurite(
     issuer: EntraIssuer, *, start: bool = True, **overrides: str
 ) -> AsyncIterator[Service]:
     with running_azurite() as azurite:
+        # The user-token path; device proofs have their own tests (tests/device_trust).
+        settings = {"BOOTSTRAP_AUTH": "user"} | overrides
         env = product_env(
-            azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host, **overrides
+            azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host, **settings
         )
         async with storage_on(azurite) as storage:
             service = Service(azurite, storage, issuer, env)

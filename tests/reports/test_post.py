@@ -62,6 +62,9 @@ async def test_accepted_report_is_enqueued_and_recorded(service: Service) -> Non
     assert row["reportedAt"] == datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
     assert row["siteCode"] == "ABC"
     assert json.loads(row["dsregcmd"]) == sent["dsregcmd"]
+    assert row["auth"] == "user"
+    assert uuid.UUID(row["oid"])
+    assert "certThumbprint" not in row
     status = await rows(
         service.storage,
         DEVICE_STATUS,
@@ -69,8 +72,17 @@ async def test_accepted_report_is_enqueued_and_recorded(service: Service) -> Non
         t=TENANT_ID,
         d=sent["deviceId"],
     )
-    assert [(s["reportCount"], s["stage"], s["reportId"]) for s in status] == [
-        (1, "installed", sent["reportId"])
+    assert [(s["reportCount"], s["stage"], s["reportId"], s["auth"]) for s in status] == [
+        (1, "installed", sent["reportId"], "user")
+    ]
+
+
+async def test_a_body_cannot_claim_how_its_sender_was_authenticated(service: Service) -> None:
+    forged = report(authentication={"auth": "device", "certThumbprint": "AB" * 20})
+    answer = post(service, encoded(forged))
+    assert answer.status == 400
+    assert answer.json()["errors"] == [
+        {"field": "authentication", "detail": "is not a field of the status report"}
     ]
 
 
@@ -151,6 +163,10 @@ async def test_tokens_401_and_403(service: Service, entra_issuer: EntraIssuer) -
     assert 'error="invalid_token"' in invalid.headers["www-authenticate"]
     other_app = entra_issuer.mint_access_token(client_app_id=str(uuid.uuid4()))
     assert post(service, body, token=other_app).status == 403
+    no_device_scope = entra_issuer.mint_access_token(scp="user_impersonation")
+    assert post(service, body, token=no_device_scope).status == 403
+    app_only = entra_issuer.mint_access_token(scp=None, roles=["Device.Report"])
+    assert post(service, body, token=app_only).status == 403
     other_tenant = post(service, encoded(report(tenantId=str(uuid.uuid4()))))
     assert other_tenant.status == 403
     assert "tenant" in other_tenant.json()["detail"]

@@ -19,11 +19,19 @@ from hypothesis import strategies as st
 
 from shared.errors import BadRequest
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
-from shared.reports import Outcome, StatusReport, record_message, validate_report
+from shared.reports import (
+    Outcome,
+    StatusReport,
+    queue_message,
+    record_message,
+    validate_report,
+)
 from shared.reports._entities import history_row_key, report_view
 from shared.storage import Storage
 from tests.support.fuzz import fuzz_settings
 from tests.support.settings import TENANT_ID
+
+USER = {"auth": "user", "oid": "0f8fad5b-d9cb-469f-a165-70867728950e"}  # how the POST saw it
 
 OFFSETS = st.sampled_from(
     [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)), timezone(timedelta(0, 59))]
@@ -104,7 +112,7 @@ async def test_every_report_the_post_accepts_is_recorded(
     event("accepted" if report else "refused")
     if report is None:
         return
-    message = report.canonical_message()  # exactly what the POST enqueues
+    message = queue_message(report, USER)  # exactly what the POST enqueues
     outcome = await record_message(
         message.encode("utf-8"), message_id=str(uuid.uuid4()), dequeue_count=1, storage=storage
     )
@@ -113,6 +121,7 @@ async def test_every_report_the_post_accepts_is_recorded(
     row = await history.get_entity(report.device_id, history_row_key(report))
     assert row["counted"] is True
     assert report_view(row, with_dsregcmd=True) == {"dsregcmd": {}, **report.to_json()}
+    assert (row["auth"], row["oid"]) == (USER["auth"], USER["oid"])
     status = await storage.table(DEVICE_STATUS)
     latest = await status.get_entity(report.tenant_id, report.device_id)
     assert (latest["reportId"], latest["reportCount"]) == (report.report_id, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,14 @@ from shared.reports import (
     MAX_BODY_BYTES,
     InvalidReport,
     check_size,
+    parse_message,
     parse_report,
     parse_report_text,
+    queue_message,
 )
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+USER = {"auth": "user", "oid": "0f8fad5b-d9cb-469f-a165-70867728950e"}
 
 
 def valid(**overrides: Any) -> dict[str, Any]:
@@ -168,9 +172,9 @@ def test_the_earliest_times_keep_four_year_digits_and_read_back(
     reported_at: str, canonical: str
 ) -> None:
     report = parse_report(valid(reportedAt=reported_at), now=NOW)
-    message = report.canonical_message()
+    message = queue_message(report, USER)
     assert json.loads(message)["reportedAt"] == canonical
-    assert parse_report_text(message.encode(), now=NOW) == report
+    assert parse_message(message.encode()) == (report, USER)
 
 
 @pytest.mark.parametrize(
@@ -207,10 +211,23 @@ def test_astral_characters_count_as_the_bytes_a_queue_message_holds() -> None:
         parse_report(valid(dsregcmd={f"K{i}": "\U0001f600" * 500 for i in range(10)}), now=NOW)
     assert list(caught.value.errors) == ["dsregcmd"]
     fits = parse_report(valid(dsregcmd={"K": "\U0001f600" * 2000}), now=NOW)
-    assert parse_report_text(fits.canonical_message().encode(), now=NOW) == fits
+    assert parse_message(queue_message(fits, USER).encode()) == (fits, USER)
 
 
 def test_client_versions_are_ascii_digits() -> None:
     with pytest.raises(InvalidReport) as caught:
         parse_report(valid(clientVersion="\u0665.\u0660"), now=NOW)  # Arabic-Indic 5.0
     assert list(caught.value.errors) == ["clientVersion"]
+
+
+def test_a_message_that_would_not_read_back_is_refused_before_it_is_queued() -> None:
+    """What the POST enqueues the recorder reads: a report built around the validation (a
+    surrogate the schema would refuse) cannot become a queue message."""
+    report = parse_report(valid(dsregcmd={"Key": "ok"}), now=NOW)
+    broken = dataclasses.replace(report, dsregcmd={"Key": "\ud800"})
+    with pytest.raises(InvalidReport) as caught:
+        queue_message(broken, USER)
+    assert list(caught.value.errors) == ["/"]
+    early = dataclasses.replace(report, reported_at=datetime(999, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidReport):
+        queue_message(early, USER)

@@ -1,0 +1,35 @@
+"""Fixtures of the device-trust tests: the loopback managed identity and a Graph with devices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.entra import entra_issuer
+from tests.fakes.graph import FakeGraph
+from tests.fakes.identity import FakeManagedIdentity
+
+__all__ = ["entra_issuer"]
+
+
+@pytest.fixture(scope="module")
+def identity() -> Iterator[FakeManagedIdentity]:
+    with FakeManagedIdentity() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def graph(identity: FakeManagedIdentity) -> Iterator[FakeGraph]:
+    with FakeGraph(identity) as server:
+        yield server
+
+
+@pytest.fixture
+def managed_identity_env(
+    identity: FakeManagedIdentity, monkeypatch: pytest.MonkeyPatch
+) -> FakeManagedIdentity:
+    """The App Service managed-identity variables, as Azure sets them for the worker."""
+    for name, value in identity.environment().items():
+        monkeypatch.setenv(name, value)
+    return identity
