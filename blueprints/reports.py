@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.auth import authenticate, authenticate_device, require_admin
 from shared.errors import BadRequest, NotFound
-from shared.http import json_response, problem_boundary
+from shared.http import json_response, problem_boundary, require_plain_body
 from shared.ids import parse_guid
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports import (
@@ -35,6 +35,7 @@ async def reports(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body()
     # 413 before the token or proof check costs a signature verification or a key fetch.
     check_size(req.headers.get("Content-Length"), body)
+    require_plain_body(req)
     caller = await authenticate_device(req, body=body)
     report = await accept_report(body, caller=caller)
     return json_response({"reportId": report.report_id}, status=202)

@@ -116,11 +116,7 @@ class DevHost:
         return lines
 
     async def serve(self, stop: asyncio.Event) -> None:
-        runner = web.AppRunner(
-            self.front_end.application(),
-            access_log=None,
-            shutdown_timeout=self.grace_seconds,
-        )
+        runner = web.ServerRunner(self.front_end.server(), shutdown_timeout=self.grace_seconds)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
@@ -175,6 +171,6 @@ async def _close_app_storage() -> None:
 def _json_object(payload: str) -> dict[str, object]:
     try:
         value = json.loads(payload) if payload else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"data": payload}
     return value if isinstance(value, dict) else {"data": value}

@@ -37,6 +37,10 @@ class InvocationError(Exception):
         self.function = function
 
 
+class UnreadableTrigger(InvocationError):
+    """The trigger's own `azure.functions` converter could not decode the input: not called."""
+
+
 class _Out(func.Out[T], Generic[T]):
     def __init__(self) -> None:
         self._value: T | None = None
@@ -73,9 +77,8 @@ class Invoker:
         outcome = Outcome(invocation_id=str(uuid.uuid4()))
         outs = {str(b["name"]): _Out[Any]() for b in spec.outputs if b["name"] != RETURN}
         log.info("Executing '%s'", spec.name, extra={"invocationId": outcome.invocation_id})
+        trigger_value = self._decode(spec, data, trigger_metadata, outcome.invocation_id)
         try:
-            converter = meta.get_binding_registry().get(spec.trigger_type)
-            trigger_value = converter.decode(data, trigger_metadata=dict(trigger_metadata or {}))
             arguments: dict[str, Any] = {str(spec.trigger["name"]): trigger_value}
             arguments.update({name: out for name, out in outs.items() if name in spec.parameters})
             returned = await self._call(spec, arguments)
@@ -90,6 +93,27 @@ class Invoker:
             "Executed '%s' (Succeeded)", spec.name, extra={"invocationId": outcome.invocation_id}
         )
         return outcome
+
+    @staticmethod
+    def _decode(
+        spec: FunctionSpec,
+        data: meta.Datum,
+        trigger_metadata: Mapping[str, meta.Datum] | None,
+        invocation_id: str,
+    ) -> Any:
+        """The trigger value, as the Python worker decodes it before calling the function."""
+        converter = meta.get_binding_registry().get(spec.trigger_type)
+        try:
+            return converter.decode(data, trigger_metadata=dict(trigger_metadata or {}))
+        except Exception as error:
+            # Its message may quote the input: the class says enough.
+            log.warning(
+                "Executed '%s' (Failed): the trigger input cannot be decoded (%s)",
+                spec.name,
+                type(error).__name__,
+                extra={"invocationId": invocation_id},
+            )
+            raise UnreadableTrigger(spec.name, type(error).__name__) from error
 
     async def _call(self, spec: FunctionSpec, arguments: dict[str, Any]) -> Any:
         if spec.is_async:

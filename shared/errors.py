@@ -134,6 +134,20 @@ class PayloadTooLarge(ProblemError):
     slug = "payload-too-large"
 
 
+class UnsupportedContentEncoding(ProblemError):
+    """415 for a body sent with a content coding (RFC 9110 section 15.5.16): bodies are plain."""
+
+    status = 415
+    title = "Unsupported Media Type"
+    slug = "unsupported-content-encoding"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The body must be sent without a Content-Encoding.",
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 class ServiceUnavailable(ProblemError):
     status = 503
     title = "Service Unavailable"

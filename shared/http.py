@@ -17,6 +17,7 @@ from shared.errors import (
     ServiceUnavailable,
     SettingError,
     StorageUnavailable,
+    UnsupportedContentEncoding,
 )
 from shared.times import format_utc
 
@@ -73,3 +74,11 @@ def problem_boundary(handler: Handler) -> Handler:
             )
 
     return wrapper
+
+
+def require_plain_body(req: func.HttpRequest) -> None:
+    """415 unless the body has no content coding: the Functions host passes a compressed body
+    through as sent, and a digest or a size limit is about the bytes the device sent."""
+    coding = (req.headers.get("Content-Encoding") or "").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedContentEncoding()

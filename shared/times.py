@@ -9,7 +9,9 @@ def format_utc(moment: datetime) -> str:
     """`moment` (a naive time is taken as UTC, as Table storage returns it) in the API's form."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime writes the year 999 as '999', not RFC 3339's '0999'.
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_utc(value: str) -> datetime | None:

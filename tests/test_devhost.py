@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,26 +143,156 @@ def test_sync_function_with_a_guid_constraint(host: DevHostProcess) -> None:
     assert call(host.url("/api/devices/not-a-guid"))[0] == 404
 
 
+def assert_problem(status: int, headers: Message, body: bytes, expected: int) -> dict[str, Any]:
+    """An RFC 9457 answer of the expected status; returns its members."""
+    assert status == expected, body[:300]
+    assert headers["Content-Type"].startswith("application/problem+json")
+    document = json.loads(body)
+    assert document["status"] == expected
+    assert document["title"]
+    assert document["detail"]
+    assert document["type"] == "about:blank"
+    return dict(document)
+
+
+def raw_request(host: DevHostProcess, request: bytes) -> tuple[int, Message, bytes]:
+    """Send bytes no HTTP client would (a broken request line, a header aiohttp cannot parse)."""
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as sock:
+        sock.sendall(request)
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, Message, bytes]:
+    """One HTTP/1.1 answer (status, headers, Content-Length body) without waiting for the close."""
+    stream = sock.makefile("rb")
+    status_line = stream.readline().decode("latin-1")
+    headers = Message()
+    while (line := stream.readline().decode("latin-1").strip()) != "":
+        name, _, value = line.partition(":")
+        headers[name] = value.strip()
+    body = stream.read(int(headers.get("Content-Length", "0")))
+    return int(status_line.split()[1]), headers, body
+
+
 def test_unknown_route_is_404_and_other_method_is_405(host: DevHostProcess) -> None:
-    assert call(host.url("/api/nothing-here"))[0] == 404
-    assert call(host.url("/elsewhere"))[0] == 404
-    status, headers, _ = call(host.url("/api/echo/alice"), method="DELETE")
-    assert status == 405
+    assert_problem(*call(host.url("/api/nothing-here")), 404)
+    assert_problem(*call(host.url("/elsewhere")), 404)
+    status, headers, body = call(host.url("/api/echo/alice"), method="DELETE")
+    assert_problem(status, headers, body, 405)
     assert headers["Allow"] == "GET, POST"
 
 
-def test_function_exception_is_a_bare_500(host: DevHostProcess) -> None:
-    status, _, body = call(host.url("/api/crash"))
-    assert (status, body) == (500, b"")
+def test_function_exception_is_a_500_problem_that_says_nothing_of_it(
+    host: DevHostProcess,
+) -> None:
+    status, headers, body = call(host.url("/api/crash"))
+    assert_problem(status, headers, body, 500)
+    assert b"boom" not in body
     assert "RuntimeError: boom" in host.output()  # logged for the developer, not sent
 
 
 def test_oversized_header_block_gets_431(host: DevHostProcess) -> None:
-    status, _, _ = call(
-        host.url("/api/echo/a"), headers={"Authorization": "Bearer " + "a" * 100_000}
-    )
-    assert status == 431
+    secret = "Bearer " + "secret" * 17_000  # 100 KB, inside aiohttp's field limit
+    status, headers, body = call(host.url("/api/echo/a"), headers={"Authorization": secret})
+    assert_problem(status, headers, body, 431)
     assert call(host.url("/api/echo/a"))[0] == 201  # the host is still serving
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        pytest.param(b"G@T /api/echo/a HTTP/1.1\r\nHost: h\r\n\r\n", 400, id="bad-method"),
+        pytest.param(b"GET /api/echo/a HTTP/9.9\r\nHost: h\r\n\r\n", 400, id="bad-version"),
+        pytest.param(b"GET /api/\xff HTTP/1.1\r\nHost: h\r\n\r\n", 400, id="non-utf8-path"),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: h\r\nBad Header: secret\r\n\r\n",
+            400,
+            id="header-name",
+        ),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: h\r\nX-A: secret\x01\r\n\r\n",
+            400,
+            id="control-character",
+        ),
+        pytest.param(
+            b"POST /api/echo/a HTTP/1.1\r\nHost: h\r\nContent-Length: secret\r\n\r\n",
+            400,
+            id="content-length",
+        ),
+        pytest.param(
+            b"POST /api/echo/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nsecret\r\n",
+            400,
+            id="chunk-size",
+        ),
+        pytest.param(
+            b"GET /api/echo/a?" + b"secret" * 2000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+            414,
+            id="request-line",
+        ),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
+            + b"secret" * 30_000
+            + b"\r\n\r\n",
+            431,
+            id="header-over-the-parser-limit",
+        ),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: h\r\n"
+            + b"".join(b"X-%d: secret\r\n" % n for n in range(101))
+            + b"\r\n",
+            431,
+            id="101-fields",
+        ),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: h\r\nX-A: secret\xc3\xa9\r\n\r\n",
+            400,
+            id="non-ascii-value",
+        ),
+        pytest.param(
+            b"GET /api/echo/a HTTP/1.1\r\nHost: 127.0.0.1:99999999\r\n\r\n", 400, id="host-port"
+        ),
+        pytest.param(
+            b"POST /api/echo/a HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999\r\n\r\n",
+            413,
+            id="declared-body-size",
+        ),
+    ],
+)
+def test_requests_the_host_refuses_get_a_problem_that_echoes_nothing(
+    host: DevHostProcess, request_bytes: bytes, expected: int
+) -> None:
+    status, headers, body = raw_request(host, request_bytes)
+    assert_problem(status, headers, body, expected)
+    assert b"secret" not in body
+    assert "secret" not in host.output()  # nor in the log
+    assert call(host.url("/api/echo/a"))[0] == 201
+
+
+def test_a_body_over_the_limit_while_reading_is_413(host: DevHostProcess) -> None:
+    """Chunked, so no Content-Length announces it: the host stops reading at 100 MB."""
+    chunk = b"x" * (1024 * 1024)
+    head = b"POST /api/echo/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    with socket.create_connection(("127.0.0.1", host.port), timeout=30) as sock:
+        sock.sendall(head)
+        with contextlib.suppress(OSError):  # the host may close while we still send
+            for _ in range(101):
+                sock.sendall(framed)
+        assert_problem(*read_answer(sock), 413)
+
+
+def test_content_encoding_is_passed_through_undecoded(host: DevHostProcess) -> None:
+    """As Kestrel: the function sees the bytes and the header, and decides."""
+    status, _, body = call(
+        host.url("/api/echo/a"),
+        method="POST",
+        body=b"plain, not gzip",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert status == 201
+    echoed = json.loads(body)
+    assert echoed["body"] == "plain, not gzip"
+    assert echoed["headers"]["content-encoding"] == "gzip"
 
 
 def test_startup_listing_names_every_function_and_its_url(host: DevHostProcess) -> None:
@@ -187,8 +318,13 @@ def test_admin_endpoint_runs_a_timer_now_not_past_due(
     assert status == 202
     ticks = wait_for(lambda: rows(azurite, host_env, "tick"), what="the tick row")
     assert [row["pastDue"] for row in ticks] == [False]
-    assert call(host.url("/admin/functions/nope"), method="POST", body=b"{}")[0] == 404
-    assert call(host.url("/admin/functions/echo"), method="POST", body=b"{}")[0] == 400
+
+
+def test_admin_endpoint_errors_are_problems(host: DevHostProcess) -> None:
+    assert_problem(*call(host.url("/admin/functions/nope"), method="POST", body=b"{}"), 404)
+    assert_problem(*call(host.url("/admin/functions/echo"), method="POST", body=b"{}"), 400)
+    assert_problem(*call(host.url("/admin/functions/tick"), method="POST", body=b"[1"), 400)
+    assert_problem(*call(host.url("/admin/functions/tick")), 405)
 
 
 def test_run_on_startup_timer_ran_once_at_start(
@@ -385,13 +521,73 @@ def test_event_grid_cloud_event(
     assert event_id in {r["eventId"] for r in rows(azurite, host_env, "grid")}
 
 
+NOTIFICATION = {"aeg-event-type": "Notification"}
+
+
+def grid_event(**overrides: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "topic": "/subscriptions/x",
+        "subject": "users/1",
+        "eventType": "Microsoft.Graph.UserUpdated",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "dataVersion": "1",
+        "data": {"n": 1},
+    }
+    event.update(overrides)
+    return event
+
+
 def test_event_grid_errors(host: DevHostProcess) -> None:
-    notification = {"aeg-event-type": "Notification"}
-    assert call(grid_url(host, "nope"), method="POST", body=b"[]", headers=notification)[0] == 404
-    status, headers, _ = call(grid_url(host), method="POST", body=b"{oops", headers=notification)
-    assert status == 400
-    assert headers["Content-Type"].startswith("application/problem+json")
-    assert call(grid_url(host), method="POST", body=b"[]")[0] == 400  # no aeg-event-type
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for function, body, headers, expected in [
+        ("nope", b"[]", NOTIFICATION, 404),
+        ("grid", b"{oops", NOTIFICATION, 400),
+        ("grid", b"\xff\xfe", NOTIFICATION, 400),
+        ("grid", deep, NOTIFICATION, 400),
+        ("grid", b"42", NOTIFICATION, 400),
+        ("grid", b'"event"', NOTIFICATION, 400),
+        ("grid", b"[]", {}, 400),  # no aeg-event-type
+        ("grid", b"[]", {"aeg-event-type": "SubscriptionValidation"}, 400),
+    ]:
+        answer = call(grid_url(host, function), method="POST", body=body, headers=headers)
+        assert_problem(*answer, expected)
+    assert_problem(*call(grid_url(host)), 405)
+
+
+def test_unreadable_events_are_acknowledged_and_the_good_ones_run(
+    host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
+) -> None:
+    good = grid_event()
+    batch = [
+        grid_event(eventTime=12),  # azure.functions' converter cannot read these
+        grid_event(eventTime="yesterday"),
+        grid_event(eventTime=["2026-01-01T00:00:00Z"]),
+        "not an event",
+        7,
+        good,
+    ]
+    status, _, _ = call(
+        grid_url(host), method="POST", body=json.dumps(batch).encode(), headers=NOTIFICATION
+    )
+    assert status == 202  # nothing for Event Grid to redeliver
+    recorded = {r["eventId"] for r in rows(azurite, host_env, "grid")}
+    assert good["id"] in recorded
+    assert not {str(e["id"]) for e in batch[:3] if isinstance(e, dict)} & recorded
+    assert host.output().count("cannot be decoded: acknowledged, not run") >= 3
+
+
+def test_a_failing_event_fails_the_delivery_after_the_others_ran(
+    host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
+) -> None:
+    before, after = grid_event(), grid_event()
+    batch = [before, grid_event(data={"fail": True}), after]
+    answer = call(
+        grid_url(host), method="POST", body=json.dumps(batch).encode(), headers=NOTIFICATION
+    )
+    assert_problem(*answer, 500)  # Event Grid redelivers: the function did not acknowledge
+    recorded = {r["eventId"] for r in rows(azurite, host_env, "grid")}
+    assert {before["id"], after["id"]} <= recorded
 
 
 # Start-up errors

@@ -59,14 +59,21 @@ class EventDecision:
 
 
 def decide(
-    event_type: str,
+    event_type: object,
     data: Any,
     tenant_id: str,
     enabled: tuple[Resource, ...] = ("users",),
 ) -> EventDecision:
-    """What an event asks for, or why it is ignored. Raises `MalformedEvent`."""
+    """What an event asks for, or why it is ignored. Raises `MalformedEvent`.
+
+    `event_type` and `data` are what the event says, of any JSON type: the envelope is the
+    sender's, and an event that cannot be read is refused here, never with an exception that
+    would fail the delivery (and have Event Grid redeliver it for a day).
+    """
     if not event_type:
         raise MalformedEvent("the event has no type")
+    if not isinstance(event_type, str):
+        raise MalformedEvent(f"the event's type is a JSON {_json_type(event_type)}, not a string")
     if event_type == DISCOVERY_REQUESTED:
         return _requested(_mapping(data), enabled)
     lifecycle = LIFECYCLE_EVENTS.get(event_type)
@@ -101,7 +108,7 @@ def _requested(data: Mapping[str, Any], enabled: tuple[Resource, ...]) -> EventD
     if mode not in ("full", "delta"):
         raise MalformedEvent(
             f'{DISCOVERY_REQUESTED} needs data {{"mode": "full" | "delta"}}, '
-            f"got mode {str(mode)[:40]!r}"
+            f"got mode {_shown(mode)}"
         )
     resource = data.get("resource")
     if resource is None:
@@ -109,7 +116,7 @@ def _requested(data: Mapping[str, Any], enabled: tuple[Resource, ...]) -> EventD
     if resource not in RESOURCES:
         raise MalformedEvent(
             f'{DISCOVERY_REQUESTED} data "resource" must be "users" or "groups", '
-            f"got {str(resource)[:40]!r}"
+            f"got {_shown(resource)}"
         )
     if resource not in enabled:
         return EventDecision(None, f"{DISCOVERY_REQUESTED}: {resource} are not discovered")
@@ -124,11 +131,21 @@ def _lifecycle_value(data: Mapping[str, Any]) -> Lifecycle | None:
     return None
 
 
+def _shown(value: object) -> str:
+    """A value an event sent, for a log line: a short string, or only its JSON type."""
+    return repr(value[:40]) if isinstance(value, str) else f"a JSON {_json_type(value)}"
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def _mapping(data: Any) -> Mapping[str, Any]:
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
             raise MalformedEvent("the event's data is not JSON") from None
     if not isinstance(data, Mapping):
         raise MalformedEvent("the event's data is not a JSON object")

@@ -45,9 +45,7 @@ def validate_report(
     try:
         report = parse_report_text(body)
     except InvalidReport as error:
-        raise BadRequest(
-            "The status report is not valid: " + ", ".join(error.errors), errors=error.errors
-        ) from None
+        raise _invalid(error) from None
     if report.tenant_id != caller_tenant_id.lower():
         raise Forbidden("The report's tenantId is not the tenant of the access token.")
     if proven_device_id is not None and report.device_id != proven_device_id:
@@ -57,10 +55,15 @@ def validate_report(
 
 async def enqueue_report(report: StatusReport, provenance: dict[str, str]) -> None:
     """Put the report and its provenance on `device-status`; returns once Queue storage has
-    stored it."""
+    stored it. 400 when the message would not read back as this report (see `_message`): what
+    the POST accepts, the recorder records."""
+    try:
+        message = queue_message(report, provenance)
+    except InvalidReport as error:
+        raise _invalid(error) from None
     queue = await get_storage().queue(DEVICE_STATUS_QUEUE)
     async with translate_errors():
-        sent = await queue.send_message(queue_message(report, provenance))
+        sent = await queue.send_message(message)
     _log.info(
         "report enqueued",
         extra={
@@ -69,6 +72,12 @@ async def enqueue_report(report: StatusReport, provenance: dict[str, str]) -> No
             "tenantId": report.tenant_id,
             "messageId": sent.id,
         },
+    )
+
+
+def _invalid(error: InvalidReport) -> BadRequest:
+    return BadRequest(
+        "The status report is not valid: " + ", ".join(error.errors), errors=error.errors
     )
 
 

@@ -25,9 +25,21 @@ _THUMBPRINT: Final = re.compile(r"[0-9A-F]{40}")
 
 
 def queue_message(report: StatusReport, provenance: Mapping[str, str]) -> str:
-    """Sorted keys, no spaces: the same report and sender always give the same text."""
+    """Sorted keys, no spaces: the same report and sender always give the same text.
+
+    The one serialisation of a report, checked against the one reading (`parse_message`, what
+    the recorder runs): a text that would not read back as this report and provenance (a time
+    the text cannot carry, a string UTF-8 cannot encode) is `InvalidReport`, so the POST refuses
+    it instead of answering 202 for a message the recorder would reject."""
     body = {**report.to_json(), PROVENANCE_FIELD: dict(provenance)}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        again = parse_message(text.encode("utf-8"))
+    except (InvalidReport, UnicodeEncodeError):
+        again = None
+    if again != (report, {k: v for k, v in provenance.items() if v is not None}):
+        raise InvalidReport({"/": "cannot be recorded as sent"})
+    return text
 
 
 def parse_message(text: str | bytes) -> tuple[StatusReport, dict[str, str] | None]:

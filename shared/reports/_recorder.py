@@ -47,7 +47,7 @@ from shared.reports._entities import history_entity, history_row_key, latest_pro
 from shared.reports._message import parse_message
 from shared.reports._rejected import reject_message
 from shared.reports._schema import InvalidReport, StatusReport
-from shared.storage import get_storage, translate_errors
+from shared.storage import Storage, get_storage, translate_errors
 
 COUNTED_IDS_KEPT: Final = 32
 # How the report's sender was authenticated (README "Device trust"), on both tables' rows.
@@ -68,9 +68,16 @@ class StatusContention(BootstrapError):
 
 
 async def record_message(
-    body: bytes, *, message_id: str | None, dequeue_count: int | None, queue: str | None = None
+    body: bytes,
+    *,
+    message_id: str | None,
+    dequeue_count: int | None,
+    queue: str | None = None,
+    storage: Storage | None = None,
 ) -> Outcome:
-    """Record one `device-status` message, or keep it in `RejectedReports` if it is no report."""
+    """Record one `device-status` message, or keep it in `RejectedReports` if it is no report.
+
+    `storage` defaults to this loop's (`get_storage()`); tests pass their own."""
     try:
         report, provenance = parse_message(body)
     except InvalidReport as error:
@@ -80,9 +87,12 @@ async def record_message(
             message_id=message_id,
             dequeue_count=dequeue_count,
             queue=queue or DEVICE_STATUS_QUEUE,
+            storage=storage,
         )
         return Outcome.REJECTED
-    return await record_report(report, message_id=message_id, provenance=provenance)
+    return await record_report(
+        report, message_id=message_id, provenance=provenance, storage=storage
+    )
 
 
 async def record_report(
@@ -90,11 +100,12 @@ async def record_report(
     *,
     message_id: str | None = None,
     provenance: Mapping[str, str] | None = None,
+    storage: Storage | None = None,
 ) -> Outcome:
     """Record one report; `provenance` (auth, certThumbprint, oid) says how its sender was
     authenticated and is kept on its history row and, while it is the newest, the status row."""
     properties = _provenance_properties(provenance)
-    storage = get_storage()
+    storage = storage or get_storage()
     history = await storage.table(DEVICE_STATUS_HISTORY)
     status = await storage.table(DEVICE_STATUS)
     ids = {"deviceId": report.device_id, "reportId": report.report_id, "messageId": message_id}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from shared.names import REJECTED_REPORTS
-from shared.storage import get_storage, translate_errors
+from shared.storage import Storage, get_storage, translate_errors
 
 # A Table string property holds 32 Ki UTF-16 characters; keep well inside it.
 MAX_RAW_CHARS: Final = 16 * 1024
@@ -26,6 +26,7 @@ async def reject_message(
     message_id: str | None,
     dequeue_count: int | None,
     queue: str,
+    storage: Storage | None = None,
 ) -> None:
     """Store the message (truncated if huge, its size noted) under today's date and its id.
 
@@ -47,7 +48,7 @@ async def reject_message(
         "messageId": message_id,
         "rejectedAt": now,
     }
-    table = await get_storage().table(REJECTED_REPORTS)
+    table = await (storage or get_storage()).table(REJECTED_REPORTS)
     async with translate_errors():
         await table.upsert_entity({k: v for k, v in entity.items() if v is not None})
     _log.warning(

@@ -3,12 +3,22 @@
 Choices where DESIGN.md is silent (documented in the README):
 - `reportedAt` must carry a UTC designator or an offset (`Z`, `+02:00`); a naive time is rejected
   because it cannot be ordered against other devices' reports. Offsets are normalised to UTC.
-  A time more than `MAX_CLOCK_SKEW` ahead of the service clock is rejected.
+  A time more than `MAX_CLOCK_SKEW` ahead of the service clock is rejected, and so is one before
+  `EARLIEST_REPORT_TIME` (1601-01-01, the first instant a Table storage DateTime holds) or one
+  whose offset moves it off the calendar (`0001-01-01T00:00:00+01:00`).
 - `ccmsetupExitCode` accepts signed or unsigned 32-bit values and keeps the signed form (as
   .NET's `Process.ExitCode` and PowerShell's `$LASTEXITCODE` show it).
 - Unknown top-level fields are rejected (a typo such as `stgae` would otherwise vanish silently).
-- `dsregcmd` is bounded (keys, value lengths, total size) so the canonical message always fits a
-  base64 queue message (64 KiB) and a Table string property.
+- `dsregcmd` is bounded (keys, value lengths, total UTF-8 size) so the canonical message always
+  fits a base64 queue message (64 KiB) and a Table string property (32 Ki UTF-16 units).
+- Every string must be encodable as UTF-8: JSON can carry a lone UTF-16 surrogate (`"\ud800"`)
+  that no queue or table can store; it is refused naming the field.
+
+One validation and one serialisation: `POST /api/reports` validates with `parse_report` and
+enqueues `queue_message` (shared/reports/_message.py); the recorder reads that message with
+`parse_message`, which validates with the same `parse_report`. `queue_message` re-reads its own
+text before returning it, so a report whose message would not read back as the same report is
+refused at the POST (400), never answered 202 and then rejected by the recorder.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 MAX_DSREGCMD_KEYS: Final = 256
 MAX_DSREGCMD_KEY_CHARS: Final = 128
 MAX_DSREGCMD_VALUE_CHARS: Final = 2048
-MAX_DSREGCMD_JSON_CHARS: Final = 16 * 1024
+MAX_DSREGCMD_JSON_BYTES: Final = 16 * 1024
+EARLIEST_REPORT_TIME: Final = datetime(1601, 1, 1, tzinfo=UTC)
 # A body of thousands of unknown keys gets a problem naming the first few, not all of them.
 MAX_UNKNOWN_FIELDS_NAMED: Final = 20
 _INT32_MIN: Final = -(2**31)
@@ -35,9 +46,10 @@ _INT32_MAX: Final = 2**31 - 1
 _UINT32_MAX: Final = 2**32 - 1
 # A NetBIOS or DNS host name: letters, digits, '-', '_', '.'; at most 253 characters.
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
-_CLIENT_VERSION = re.compile(r"\d{1,5}(?:\.\d{1,5}){1,3}")
+_CLIENT_VERSION = re.compile(r"[0-9]{1,5}(?:\.[0-9]{1,5}){1,3}")
 _SITE_CODE = re.compile(r"[A-Za-z0-9]{3}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REQUIRED: Final = (
     "reportId",
     "deviceId",
@@ -120,7 +132,7 @@ def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
             errors[name] = "is required"
     unknown = [str(name) for name in data if name not in _REQUIRED and name not in _OPTIONAL]
     for name in unknown[:MAX_UNKNOWN_FIELDS_NAMED]:
-        errors[name[:100]] = "is not a field of the status report"
+        errors[_shown(name[:100])] = "is not a field of the status report"
     checks = _Checks(data, errors)
     report_id = checks.guid("reportId")
     device_id = checks.guid("deviceId")
@@ -165,6 +177,11 @@ def parse_report(data: object, *, now: datetime | None = None) -> StatusReport:
         user_object_id=user_object_id,
         install_error_code=install_error_code,
     )
+
+
+def _shown(text: str) -> str:
+    """`text` as a field name can show it: a lone surrogate becomes its escape (`\\ud800`)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_report_text(text: str | bytes, *, now: datetime | None = None) -> StatusReport:
@@ -260,7 +277,14 @@ class _Checks:
         if moment.tzinfo is None:
             self._fail(name, "must say its time zone (Z or an offset); a local time is ambiguous")
             return None
-        moment = moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: off the calendar
+            ahead = (moment.utcoffset() or timedelta()) < timedelta()
+            moment = datetime.max.replace(tzinfo=UTC) if ahead else datetime.min.replace(tzinfo=UTC)
+        if moment < EARLIEST_REPORT_TIME:
+            self._fail(name, "is before 1601-01-01T00:00:00Z, the earliest time storage holds")
+            return None
         if moment > now + MAX_CLOCK_SKEW:
             self._fail(name, "is in the future (more than 5 minutes ahead of the service clock)")
             return None
@@ -279,13 +303,21 @@ class _Checks:
             self._fail(name, f"has more than {MAX_DSREGCMD_KEYS} keys")
             return {}
         for key, item in value.items():
+            field = f"{name}/{_shown(key[:64])}"
             if not key or len(key) > MAX_DSREGCMD_KEY_CHARS or _CONTROL.search(key):
-                self._fail(f"{name}/{key[:64]}", "key must be 1 to 128 printable characters")
+                self._fail(field, "key must be 1 to 128 printable characters")
+                return {}
+            if _SURROGATE.search(key):
+                self._fail(field, "key holds a lone UTF-16 surrogate (not Unicode text)")
                 return {}
             if len(item) > MAX_DSREGCMD_VALUE_CHARS or _CONTROL.search(item):
-                self._fail(f"{name}/{key}", "value must be at most 2048 printable characters")
+                self._fail(field, "value must be at most 2048 printable characters")
                 return {}
-        if len(json.dumps(value, ensure_ascii=False)) > MAX_DSREGCMD_JSON_CHARS:
-            self._fail(name, f"is larger than {MAX_DSREGCMD_JSON_CHARS} characters as JSON")
+            if _SURROGATE.search(item):
+                self._fail(field, "value holds a lone UTF-16 surrogate (not Unicode text)")
+                return {}
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_DSREGCMD_JSON_BYTES:
+            self._fail(name, f"is larger than {MAX_DSREGCMD_JSON_BYTES} bytes as UTF-8 JSON")
             return {}
         return dict(value)

@@ -108,4 +108,6 @@ async def slow(msg: func.QueueMessage) -> None:
 @app.function_name("grid")
 @app.event_grid_trigger(arg_name="event")
 async def grid(event: func.EventGridEvent) -> None:
+    if event.get_json() == {"fail": True}:
+        raise RuntimeError("this event can never be handled")
     await record("grid", eventId=event.id, subject=event.subject, data=json.dumps(event.get_json()))

@@ -209,8 +209,9 @@ async def test_timer_event_grid_and_admin_runs_view(
             )
             await assert_mirrors(own_storage, tenant, graph)
 
-            # A batch: ignored type, malformed custom event, another tenant's notification,
-            # then a forced full run. Nothing crashes; only the last one starts a run.
+            # A batch: ignored type, malformed and hostile events (a type of the wrong JSON type,
+            # a time nobody can read, data nested too deeply), then a forced full run. The
+            # delivery is acknowledged (nothing to redeliver); only the last one starts a run.
             graph.hard_delete(graph.user_ids()[20])
             await hosted.publish(
                 host,
@@ -218,6 +219,10 @@ async def test_timer_event_grid_and_admin_runs_view(
                     custom_event("Microsoft.Storage.BlobCreated", {"url": "x"}),
                     custom_event("CMBootstrap.DiscoveryRequested", {"mode": "sideways"}),
                     custom_event("CMBootstrap.DiscoveryRequested", "not json {"),
+                    custom_event("CMBootstrap.DiscoveryRequested", "[" * 5000 + "]" * 5000),
+                    {**custom_event("x", {"mode": "full"}), "eventType": ["x"]},
+                    {**custom_event("CMBootstrap.DiscoveryRequested", {}), "eventTime": 7},
+                    "not an event",
                     custom_event("CMBootstrap.DiscoveryRequested", {"mode": "full"}),
                 ],
                 cloud=False,

@@ -46,9 +46,20 @@ def test_event_decisions(event_type: str, data: object, mode: str | None) -> Non
         ("CMBootstrap.DiscoveryRequested", [1, 2], "not a JSON object"),
         ("Microsoft.Graph.UserUpdated", 42, "not a JSON object"),
         ("", {}, "no type"),
+        (None, {}, "no type"),
+        (42, {}, "type is a JSON number"),
+        (["CMBootstrap.DiscoveryRequested"], {"mode": "full"}, "type is a JSON array"),
+        ({"a": 1}, {}, "type is a JSON object"),
+        (True, {}, "type is a JSON boolean"),
+        ("CMBootstrap.DiscoveryRequested", {"mode": ["full"]}, "got mode a JSON array"),
+        ("CMBootstrap.DiscoveryRequested", {"mode": "x" * 10_000}, "got mode 'xxx"),
+        ("CMBootstrap.DiscoveryRequested", "[" * 100_000 + "]" * 100_000, "not JSON"),
+        ("CMBootstrap.DiscoveryRequested", '"\\ud800"', "not a JSON object"),
+        ("Microsoft.Graph.UserUpdated", [{"tenantId": TENANT}], "not a JSON object"),
+        ("Microsoft.Graph.UserUpdated", "null", "not a JSON object"),
     ],
 )
-def test_malformed_events_say_why(event_type: str, data: object, says: str) -> None:
+def test_malformed_events_say_why(event_type: object, data: object, says: str) -> None:
     with pytest.raises(MalformedEvent, match=says):
         decide(event_type, data, TENANT)
 

@@ -117,12 +117,32 @@ async def test_every_bad_field_is_named_in_one_problem(service: Service) -> None
             "reportedAt",
         ),
         (encoded({**report(), "stgae": "installed"}), "stgae"),
+        # Each of these was a 202 that the recorder refused, or a 500.
+        (encoded(report(reportedAt="0999-06-01T12:00:00Z")), "reportedAt"),
+        (encoded(report(reportedAt="0001-01-01T00:00:00+01:00")), "reportedAt"),
+        (encoded(report(reportedAt="9999-12-31T23:59:59-01:00")), "reportedAt"),
+        (encoded(report(dsregcmd={"DeviceId": "\ud800"})), "dsregcmd/DeviceId"),
+        (encoded(report(dsregcmd={"\udc00": "YES"})), "dsregcmd/\\udc00"),
     ],
 )
 async def test_a_bad_field_is_named(service: Service, body: bytes, field: str) -> None:
     answer = post(service, body)
     assert answer.status == 400, answer.body
     assert [error["field"] for error in answer.json()["errors"]] == [field]
+
+
+async def test_a_compressed_body_is_415(service: Service) -> None:
+    """The host passes a body through as sent: a coding the service does not undo is refused."""
+    answer = http(
+        "POST",
+        service.url("/api/reports"),
+        token=service.device_token(),
+        body=encoded(report()),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert answer.status == 415
+    assert answer.headers["accept-encoding"] == "identity"
+    assert answer.json()["status"] == 415
 
 
 async def test_over_64_kib_is_413(service: Service) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,14 @@ from shared.reports import (
     MAX_BODY_BYTES,
     InvalidReport,
     check_size,
+    parse_message,
     parse_report,
     parse_report_text,
+    queue_message,
 )
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+USER = {"auth": "user", "oid": "0f8fad5b-d9cb-469f-a165-70867728950e"}
 
 
 def valid(**overrides: Any) -> dict[str, Any]:
@@ -129,3 +133,101 @@ def test_thousands_of_unknown_fields_are_named_only_in_part() -> None:
     with pytest.raises(InvalidReport) as caught:
         parse_report(body, now=NOW)
     assert len(caught.value.errors) == 20
+
+
+@pytest.mark.parametrize(
+    ("reported_at", "expected"),
+    [
+        ("0999-06-01T12:00:00Z", "before 1601"),
+        ("1600-12-31T23:59:59.999999Z", "before 1601"),
+        ("0001-01-01T00:00:00+01:00", "before 1601"),  # off the calendar once in UTC
+        ("9999-12-31T23:59:59-01:00", "future"),
+        ("9999-12-31T23:59:59.999999+00:00", "future"),
+        ("2026-11-27T15:04:05", "time zone"),
+        ("2026-02-30T00:00:00Z", "ISO-8601"),
+        ("2026-11-27T24:00:00Z", "ISO-8601"),
+        ("tomorrow", "ISO-8601"),
+        (20261127, "ISO-8601"),
+        (["2026-11-27T15:04:05Z"], "ISO-8601"),
+    ],
+)
+def test_report_times_the_recorder_could_not_store_are_refused(
+    reported_at: object, expected: str
+) -> None:
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(reportedAt=reported_at), now=NOW)
+    assert list(caught.value.errors) == ["reportedAt"]
+    assert expected in caught.value.errors["reportedAt"]
+
+
+@pytest.mark.parametrize(
+    ("reported_at", "canonical"),
+    [
+        ("1601-01-01T00:00:00Z", "1601-01-01T00:00:00.000000Z"),
+        ("1601-01-01T00:59:00+00:59", "1601-01-01T00:00:00.000000Z"),
+        ("2026-11-27T00:30:00+01:00", "2026-11-26T23:30:00.000000Z"),
+    ],
+)
+def test_the_earliest_times_keep_four_year_digits_and_read_back(
+    reported_at: str, canonical: str
+) -> None:
+    report = parse_report(valid(reportedAt=reported_at), now=NOW)
+    message = queue_message(report, USER)
+    assert json.loads(message)["reportedAt"] == canonical
+    assert parse_message(message.encode()) == (report, USER)
+
+
+@pytest.mark.parametrize(
+    ("dsregcmd", "field"),
+    [
+        ({"AzureAdJoined\ud800": "YES"}, "dsregcmd/AzureAdJoined\\ud800"),
+        ({"AzureAdJoined": "YES\udfff"}, "dsregcmd/AzureAdJoined"),
+        ({"TenantName": "\udc80Contoso"}, "dsregcmd/TenantName"),
+    ],
+)
+def test_lone_surrogates_are_refused_naming_the_field(dsregcmd: object, field: str) -> None:
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(dsregcmd=dsregcmd), now=NOW)
+    assert list(caught.value.errors) == [field]
+    assert "surrogate" in caught.value.errors[field]
+
+
+def test_lone_surrogates_in_json_text_are_refused_not_crashed_on() -> None:
+    """JSON escapes can carry what UTF-8 cannot: the text the device sends, byte for byte."""
+    body = json.dumps(valid(dsregcmd={"Key": "x"})).replace('"x"', '"\\ud83d"').encode()
+    with pytest.raises(InvalidReport) as caught:
+        parse_report_text(body, now=NOW)
+    assert list(caught.value.errors) == ["dsregcmd/Key"]
+    unknown = '{"\\ud800x": 1, ' + json.dumps(valid())[1:]
+    with pytest.raises(InvalidReport) as caught:
+        parse_report_text(unknown.encode(), now=NOW)
+    assert list(caught.value.errors) == ["\\ud800x"]
+    json.dumps(caught.value.errors, ensure_ascii=False).encode("utf-8")  # a problem can say it
+
+
+def test_astral_characters_count_as_the_bytes_a_queue_message_holds() -> None:
+    """4 UTF-8 bytes each: 5,000 of them fit in 16 KiB of characters but not in 16 KiB of bytes."""
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(dsregcmd={f"K{i}": "\U0001f600" * 500 for i in range(10)}), now=NOW)
+    assert list(caught.value.errors) == ["dsregcmd"]
+    fits = parse_report(valid(dsregcmd={"K": "\U0001f600" * 2000}), now=NOW)
+    assert parse_message(queue_message(fits, USER).encode()) == (fits, USER)
+
+
+def test_client_versions_are_ascii_digits() -> None:
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(clientVersion="\u0665.\u0660"), now=NOW)  # Arabic-Indic 5.0
+    assert list(caught.value.errors) == ["clientVersion"]
+
+
+def test_a_message_that_would_not_read_back_is_refused_before_it_is_queued() -> None:
+    """What the POST enqueues the recorder reads: a report built around the validation (a
+    surrogate the schema would refuse) cannot become a queue message."""
+    report = parse_report(valid(dsregcmd={"Key": "ok"}), now=NOW)
+    broken = dataclasses.replace(report, dsregcmd={"Key": "\ud800"})
+    with pytest.raises(InvalidReport) as caught:
+        queue_message(broken, USER)
+    assert list(caught.value.errors) == ["/"]
+    early = dataclasses.replace(report, reported_at=datetime(999, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidReport):
+        queue_message(early, USER)
