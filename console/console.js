@@ -334,6 +334,7 @@
       const left = p.secondsLeft ? ` · about ${Math.ceil(p.secondsLeft / 60)} min left` : "";
       return el("tr", { "data-run": run.runId, "data-status": run.status },
         el("td", { text: when(run.startedAt) }),
+        el("td", { text: run.resource || "users" }),
         el("td", { text: `${run.mode} (${run.trigger})` }),
         el("td", { text: run.status }),
         el("td", { class: "num", text: p.pages ?? run.pages ?? 0 }),
@@ -346,8 +347,47 @@
       el("h1", { text: "Discovery runs" }),
       live ? el("p", { class: "muted", text: "A run is in progress: this page refreshes every 2 seconds." }) : null,
       el("table", {},
-        el("thead", {}, el("tr", {}, ["Started", "Mode", "Status", "Pages", "Users", "Progress", "Note"].map((h) => el("th", { text: h })))),
-        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No run yet." })))));
+        el("thead", {}, el("tr", {}, ["Started", "Resource", "Mode", "Status", "Pages", "Items", "Progress", "Note"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted", text: "No run yet." })))));
+  }
+
+  // Discovered groups (DISCOVERY_GROUPS) and the app's Graph change-notification subscriptions,
+  // which health's admin details carry (an expiry within 24 hours is unhealthy).
+  async function groups(params) {
+    const query = new URLSearchParams({ pageSize: String(PAGE_SIZE) });
+    if (params.get("next")) query.set("next", params.get("next"));
+    const [page, health] = await Promise.all([api(`/groups?${query}`), api("/health")]);
+    const subscriptions = health.subscriptions || [];
+    const subscriptionRows = subscriptions.map((s) =>
+      el("tr", { "data-subscription": s.resource, "data-healthy": s.healthy ? "yes" : "no" },
+        el("td", { text: s.resource }),
+        el("td", { text: s.subscriptionId ? when(s.expirationDateTime) : "not created yet" }),
+        el("td", { text: when(s.lastRenewalAt) }),
+        el("td", { text: s.lastLifecycleEvent || "—" }),
+        el("td", { class: s.healthy ? "" : "error-text", text: s.healthy ? "ok" : (s.lastError || "expires within 24 hours") })));
+    const groupRows = page.groups.map((g) =>
+      el("tr", { "data-group": g.groupId },
+        el("td", { text: g.displayName || "—" }),
+        el("td", { class: "mono", text: g.groupId }),
+        el("td", { text: g.isDeleted ? "deleted in Entra ID" : "present" }),
+        el("td", { text: when(g.lastDiscoveredAt) })));
+    const nextParams = new URLSearchParams(params);
+    if (page.next) nextParams.set("next", page.next);
+    return el("section", { "data-view": "groups" },
+      el("h1", { text: "Groups and change notifications" }),
+      el("h2", { text: "Graph subscriptions" }),
+      subscriptionRows.length
+        ? el("table", {},
+          el("thead", {}, el("tr", {}, ["Resource", "Expires", "Last renewal", "Last lifecycle event", "State"].map((h) => el("th", { text: h })))),
+          el("tbody", {}, subscriptionRows))
+        : el("p", { class: "muted", "data-no-subscriptions": "", text: "Graph change notifications are off (GRAPH_NOTIFICATION_URL is unset): discovery runs on its timers." }),
+      el("h2", { text: "Discovered groups" }),
+      el("table", {},
+        el("thead", {}, el("tr", {}, ["Name", "Object id", "In Entra ID", "Last discovered"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, groupRows.length ? groupRows : el("tr", {}, el("td", { colspan: 4, class: "muted", text: "No group discovered (DISCOVERY_GROUPS is none, or no run yet)." })))),
+      el("div", { class: "pager" },
+        params.get("next") ? el("a", { href: "#/groups", text: "First page" }) : null,
+        page.next ? el("a", { href: `#/groups?${nextParams}`, "data-next": "", text: "Next page" }) : null));
   }
 
   // ---- routing ----------------------------------------------------------------------------
@@ -364,6 +404,7 @@
       if (parts[0] === "devices" && parts[1]) view = await device(parts[1]);
       else if (parts[0] === "devices") view = await devices(params);
       else if (parts[0] === "runs") view = await runs();
+      else if (parts[0] === "groups") view = await groups(params);
       else view = await overview();
       showError("");
       show(view);

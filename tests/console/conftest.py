@@ -19,7 +19,7 @@ import pytest
 
 from client.dsregcmd import parse_dsregcmd
 from shared.ids import inverted_ticks
-from shared.names import BUNDLE_ISSUANCE, DEVICE_STATUS, DISCOVERY_RUNS
+from shared.names import AAD_GROUPS, BUNDLE_ISSUANCE, DEVICE_STATUS, DISCOVERY_RUNS
 from tests.fakes.entra import EntraIssuer, entra_issuer
 from tests.reports.helpers import Service, enqueue, report, rows, service_on_own_azurite, wait_for
 from tests.support.settings import SERVER_APP_ID, TENANT_ID
@@ -107,6 +107,18 @@ async def fleet(entra_issuer: EntraIssuer) -> AsyncIterator[Fleet]:
                 "expires": now,
             }
         )
+        groups = await service.storage.table(AAD_GROUPS)
+        for name, deleted in (("CM Internet Clients", False), ("CM Pilot Ring", True)):
+            await groups.create_entity(
+                {
+                    "PartitionKey": TENANT_ID,
+                    "RowKey": str(uuid.uuid4()),
+                    "displayName": name,
+                    "securityEnabled": True,
+                    "isDeleted": deleted,
+                    "lastDiscoveredAt": now - timedelta(minutes=5),
+                }
+            )
         run_id = f"{inverted_ticks(now)}-c0ffee"
         runs = await service.storage.table(DISCOVERY_RUNS)
         progress = {

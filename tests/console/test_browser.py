@@ -146,6 +146,20 @@ async def test_discovery_runs_show_the_running_run_progress(page: Page, fleet: F
     await screenshot(page, "discovery-runs")
 
 
+async def test_groups_page_lists_discovered_groups_and_the_subscription_state(
+    page: Page, fleet: Fleet
+) -> None:
+    await page.goto(fleet.service.url("/api/console#/groups"))
+    await rendered(page, "#/groups")
+    shown = await page.locator("[data-group]").count()
+    assert shown == len(api(fleet, "/api/groups")["groups"]) == 2
+    assert await page.locator("[data-group]", has_text="deleted in Entra ID").count() == 1
+    # This host has no GRAPH_NOTIFICATION_URL: the page says notifications are off.
+    assert api(fleet, "/api/health")["subscriptions"] == []
+    assert await page.locator("[data-no-subscriptions]").count() == 1
+    await screenshot(page, "groups")
+
+
 async def test_a_refused_token_asks_to_sign_in_again(page: Page, fleet: Fleet) -> None:
     await page.goto(fleet.service.url("/api/console#/overview"))
     await page.evaluate("sessionStorage.setItem('cmboot.console.demoToken', 'not-a-token')")
