@@ -53,6 +53,7 @@ from shared.discovery._state import (
 )
 from shared.discovery._users import UserWriter
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
+from shared.profiles import rebuild_resolved
 from shared.settings import GroupScope, Settings
 from shared.storage import Storage, get_storage
 
@@ -257,6 +258,8 @@ class _Invocation:
             finished = await self._advance()
             if finished:
                 await self._finish()
+                if self.resource == "groups":
+                    await self._rebuild_profiles()
                 return self._result("succeeded")
             await self._hand_over()
             return self._result("continued")
@@ -452,6 +455,14 @@ class _Invocation:
             extra=self.log_ids
             | {"pages": self.run.pages, "upserts": self.run.upserts, "deletes": self.run.deletes},
         )
+
+    async def _rebuild_profiles(self) -> None:
+        """Memberships changed: recompute who gets which install profile. A failure leaves the
+        rebuild requested, so the next run or profile change finishes it; the run stays good."""
+        try:
+            await rebuild_resolved(self.config.tenant_id, self.storage)
+        except Exception:
+            _log.warning("resolved install profiles not rebuilt", exc_info=True, extra=self.log_ids)
 
     async def _hand_over(self) -> None:
         """Time budget spent: release the lease first, then queue the continuation."""
