@@ -258,8 +258,6 @@ class _Invocation:
             finished = await self._advance()
             if finished:
                 await self._finish()
-                if self.resource == "groups":
-                    await self._rebuild_profiles()
                 return self._result("succeeded")
             await self._hand_over()
             return self._result("continued")
@@ -442,6 +440,9 @@ class _Invocation:
         self.state.run = None
         self.state.pending_queued_at = now  # read only if requests are pending
         self.state = await self._save(self.states.released(self.state))
+        if self.resource == "groups":
+            # Before the run shows as succeeded: then bundles already follow its memberships.
+            await self._rebuild_profiles()
         await self.runs.record(self.run, "succeeded", finished=True)
         if self.state.pending_requests:
             # One message whatever the count: the run it starts serves every pending request,
