@@ -5,6 +5,7 @@ from the loopback Graph (the run rebuilds the resolved table itself)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -240,3 +241,16 @@ async def test_group_discovery_rebuilds_the_resolved_profiles(
         assert second is not None
         assert second.profile == "flat"
         assert await applied_profile(tenant, [users[0]], storage) is None
+
+
+def test_the_device_clients_accept_every_property_a_profile_may_set() -> None:
+    """The reference clients refuse unknown properties: they must know the profiles' ones."""
+    from client.cmbootstrap_client import ALLOWED_PROPERTIES
+    from shared.profiles import PROPERTY_CHECKS
+    from tests.support.devhost import REPO_ROOT
+
+    assert set(PROPERTY_CHECKS) <= set(ALLOWED_PROPERTIES)
+    script = (REPO_ROOT / "client" / "Invoke-CMBootstrap.ps1").read_text()
+    listed = re.search(r"\$AllowedProperties = @\(([^)]*)\)", script)
+    assert listed is not None
+    assert set(PROPERTY_CHECKS) <= set(re.findall(r"'([A-Za-z]+)'", listed.group(1)))
