@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from jsonschema import Draft202012Validator
 
 from devhost.azurite import Azurite, running_azurite
 from shared.names import BUNDLE_ISSUANCE
+from shared.openapi import openapi_document
 from shared.storage import Storage
 from tests.discovery.conftest import make_graph, run_rows, wait_until
 from tests.fakes.entra import EntraIssuer
@@ -33,6 +35,17 @@ def own_azurite() -> Iterator[Azurite]:
     """Its own Azurite: the host polls discovery-continue."""
     with running_azurite() as azurite:
         yield azurite
+
+
+def documented(body: Any, schema: str) -> Any:
+    """`body` as the OpenAPI document describes the schema `schema`."""
+    components = openapi_document()["components"]
+    validator = Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": components},
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+    validator.validate(body)
+    return body
 
 
 async def groups_runs_done(storage: Storage, count: int) -> bool:
@@ -101,7 +114,9 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                 assert [e["field"] for e in wrong.json()["errors"]] == ["properties.AADTENANTID"]
                 gzip = await put("kiosks", kiosk, **{"Content-Encoding": "gzip"})
                 assert gzip.status_code == 415
-                assert (await put("kiosks", kiosk)).status_code == 200
+                stored = await put("kiosks", kiosk)
+                assert stored.status_code == 200, stored.text
+                assert documented(stored.json(), "Profile")["siteCode"] == "KSK"
                 sales_profile = {"groupId": sales, "priority": 20, "siteCode": "SLS"}
                 assert (await put("sales", sales_profile)).status_code == 200
                 await trigger("discovery_full")
@@ -116,7 +131,7 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                     headers=admin,
                 )
                 assert resolve.status_code == 200, resolve.text
-                why = resolve.json()
+                why = documented(resolve.json(), "ProfileResolution")
                 assert (why["profile"], why["matchedBy"]) == ("kiosks", "device")
                 path = [step["displayName"] for step in why["candidates"][0]["groupPath"]]
                 assert path == ["Kiosks", "Kiosks Germany", "Kiosks Berlin"]
@@ -133,4 +148,5 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                 row = await table.get_entity(TENANT_ID, claims["jti"])
                 assert row["profile"] == "sales"
                 listed = await http.get(host.url("/api/profiles"), headers=admin)
-                assert [p["name"] for p in listed.json()["profiles"]] == ["kiosks", "sales"]
+                page = documented(listed.json(), "ProfilesPage")
+                assert [p["name"] for p in page["profiles"]] == ["kiosks", "sales"]
