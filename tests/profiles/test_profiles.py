@@ -11,18 +11,22 @@ from typing import Any
 
 import pytest
 from azure.data.tables import UpdateMode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.bundles import CcmsetupCommand
 from shared.discovery import run_discovery
 from shared.errors import BadRequest
 from shared.names import AAD_GROUP_MEMBERS
 from shared.profiles import (
+    PROPERTY_CHECKS,
     Overrides,
     Profile,
     applied_profile,
     check_name,
     delete_profile,
     explain,
+    list_profiles,
     parse_profile,
     rebuild_resolved,
     save_profile,
@@ -117,6 +121,46 @@ def test_reserved_and_malformed_names_are_refused(name: str) -> None:
     with pytest.raises(BadRequest) as refused:
         check_name(name)
     assert "name" in refused.value.errors
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
+_VALUES = st.one_of(
+    _TEXT,
+    st.integers(-5, 70000).map(str),
+    st.sampled_from(["TRUE", "false", "C:\\cache", "contoso.com", "NOWINS", "RPMU", "PR100004"]),
+)
+_BODIES = st.fixed_dictionaries(
+    {"groupId": st.one_of(st.just(GROUP), _TEXT), "priority": st.integers(-1, 2_000_000)},
+    optional={
+        "ccmHostname": st.one_of(_TEXT, st.just("CMG.CLOUDAPP.NET/CCM_Proxy_ServerAuth/1")),
+        "siteCode": st.one_of(_TEXT, st.just("XYZ")),
+        "managementPoint": _TEXT,
+        "source": st.one_of(_TEXT, st.just("\\\\server\\share$\\client")),
+        "noCrlCheck": st.one_of(st.booleans(), _TEXT),
+        "properties": st.dictionaries(
+            st.one_of(st.sampled_from(sorted(PROPERTY_CHECKS)), _TEXT), _VALUES, max_size=4
+        ),
+    },
+)
+_SETTINGS = Settings.from_env(product_env("UseDevelopmentStorage=true"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=_BODIES)
+def test_any_body_is_a_profile_or_a_400_and_never_breaks_the_command_line(
+    body: dict[str, Any],
+) -> None:
+    errors: dict[str, str] = {}
+    try:
+        parsed = parse_profile("fuzz", body)
+    except BadRequest as refused:
+        errors = refused.errors
+    if errors:
+        return  # refused, naming the fields
+    command = CcmsetupCommand.from_settings(_SETTINGS, parsed.overrides)
+    argv = split_windows_command_line(command.command_line())
+    assert argv == ["ccmsetup.exe", *command.arguments()]
+    assert Overrides.deserialize(parsed.overrides.serialize()) == parsed.overrides
 
 
 def test_a_profile_changes_only_what_it_sets_and_never_the_tenant() -> None:
@@ -254,3 +298,18 @@ def test_the_device_clients_accept_every_property_a_profile_may_set() -> None:
     listed = re.search(r"\$AllowedProperties = @\(([^)]*)\)", script)
     assert listed is not None
     assert set(PROPERTY_CHECKS) <= set(re.findall(r"'([A-Za-z]+)'", listed.group(1)))
+
+
+async def test_profiles_page_by_name_with_next(storage: Storage) -> None:
+    tenant = guid()
+    for name in ("c", "a", "b"):
+        await save_profile(
+            tenant, profile(name, guid(), 1, "ABC"), updated_by="oid", storage=storage
+        )
+    first = await list_profiles(tenant, size=2, after=None, storage=storage)
+    assert [p.name for p in first.profiles] == ["a", "b"]
+    assert first.next == "b"
+    rest = await list_profiles(tenant, size=2, after=first.next, storage=storage)
+    assert ([p.name for p in rest.profiles], rest.next) == (["c"], None)
+    assert rest.profiles[0].updated_by == "oid"
+    assert rest.profiles[0].updated_at is not None
