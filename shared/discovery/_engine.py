@@ -460,8 +460,11 @@ class _Invocation:
     async def _rebuild_profiles(self) -> None:
         """Memberships changed: recompute who gets which install profile. A failure leaves the
         rebuild requested, so the next run or profile change finishes it; the run stays good."""
+        # A delta that changed nothing (most 5-minute timer runs) only finishes a rebuild
+        # still owed: one point read.
+        changed = bool(self.run.upserts or self.run.deletes)
         try:
-            await rebuild_resolved(self.config.tenant_id, self.storage)
+            await rebuild_resolved(self.config.tenant_id, self.storage, changed=changed)
         except Exception:
             _log.warning("resolved install profiles not rebuilt", exc_info=True, extra=self.log_ids)
 

@@ -94,9 +94,12 @@ async def list_profiles(
     return await (await _store(tenant_id, storage)).page(size, after)
 
 
-async def rebuild_resolved(tenant_id: str, storage: Storage | None = None) -> bool:
-    """Recompute who gets which profile (after group discovery); True when up to date."""
-    return await request_rebuild(tenant_id, storage)
+async def rebuild_resolved(
+    tenant_id: str, storage: Storage | None = None, *, changed: bool = True
+) -> bool:
+    """Recompute who gets which profile (after group discovery); without `changed` only a
+    rebuild still owed runs. True when up to date."""
+    return await request_rebuild(tenant_id, storage, changed=changed)
 
 
 async def applied_profile(

@@ -135,16 +135,20 @@ async def rebuild_state(tenant_id: str, storage: Storage | None = None) -> Rebui
     return RebuildState(int(row.get("requested", 0)), int(row.get("built", 0)))
 
 
-async def request_rebuild(tenant_id: str, storage: Storage | None = None) -> bool:
-    """Ask for a rebuild and run it here unless another invocation holds the lease.
-    True when this call left the table up to date."""
+async def request_rebuild(
+    tenant_id: str, storage: Storage | None = None, *, changed: bool = True
+) -> bool:
+    """Ask for a rebuild (`changed`: memberships or profiles changed) and run it here unless
+    another invocation holds the lease; without `changed`, only finish one still owed (a
+    rebuild that failed or whose holder died). True when this call left the table up to date."""
     storage = storage or get_storage()
     lease = _Lease(await storage.table(RESOLVED_PROFILES), tenant_id)
-    await lease.bump_requested()
+    if changed:
+        await lease.bump_requested()
     while True:
         target = await lease.acquire()
-        if target is None:
-            return False  # the holder sees the new request when it finishes
+        if target is None:  # nothing owed, or the holder sees the request when it finishes
+            return lease.up_to_date
         try:
             rows = await _Rebuild(storage, tenant_id, lease).run()
         except BaseException:
@@ -163,6 +167,7 @@ class _Lease:
         self._table = table
         self._tenant_id = tenant_id
         self._owner = uuid.uuid4().hex
+        self.up_to_date = False
 
     async def _read(self) -> TableEntity | None:
         try:
@@ -224,6 +229,7 @@ class _Lease:
             return {"leaseOwner": self._owner, "leaseUntil": now + timedelta(seconds=LEASE_SECONDS)}
 
         state = await self._change(take)
+        self.up_to_date = state["built"] >= state["requested"]
         return state["requested"] if state["leaseOwner"] == self._owner else None
 
     async def renew(self) -> None:

@@ -248,6 +248,7 @@ async def test_concurrent_rebuilds_leave_one_consistent_table(storage: Storage) 
     await add_members(storage, group, members)
     await save_profile(tenant, profile("all", group, 1, "ALL"), updated_by="admin", storage=storage)
     await asyncio.gather(*(rebuild_resolved(tenant, storage) for _ in range(5)))
+    assert await rebuild_resolved(tenant, storage, changed=False)  # nothing owed
     found = await asyncio.gather(*(applied_profile(tenant, [m], storage) for m in members))
     assert {f.profile if f else None for f in found} == {"all"}
     answer = await explain(
