@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from shared.errors import BadRequest, SettingError
+from shared.errors import BadRequest, ConfigurationProblem, SettingError
 from shared.ids import parse_guid
 from shared.settings import value_reader
 
@@ -166,8 +166,18 @@ class Overrides:
 
     @classmethod
     def deserialize(cls, text: str) -> Overrides:
-        """Stored overrides, read back through the same validation they were written with."""
-        return _overrides(json.loads(text) if text else {}, errors={})
+        """Stored overrides, read back through the same validation they were written with. A
+        stored value that no longer passes (a rule tightened since) is the admin's to fix: a
+        500 naming the fields, never a command line built from it."""
+        errors: dict[str, str] = {}
+        overrides = _overrides(json.loads(text) if text else {}, errors)
+        if errors:
+            raise ConfigurationProblem(
+                "A stored install profile no longer validates ("
+                + ", ".join(sorted(errors))
+                + "); PUT it again with valid values."
+            )
+        return overrides
 
 
 @dataclass(frozen=True, slots=True)

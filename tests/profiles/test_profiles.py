@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from shared.bundles import CcmsetupCommand
 from shared.discovery import run_discovery
-from shared.errors import BadRequest
+from shared.errors import BadRequest, ConfigurationProblem
 from shared.names import AAD_GROUP_MEMBERS
 from shared.profiles import (
     PROPERTY_CHECKS,
@@ -314,3 +314,9 @@ async def test_profiles_page_by_name_with_next(storage: Storage) -> None:
     assert ([p.name for p in rest.profiles], rest.next) == (["c"], None)
     assert rest.profiles[0].updated_by == "oid"
     assert rest.profiles[0].updated_at is not None
+
+
+def test_a_stored_profile_that_no_longer_validates_is_never_applied() -> None:
+    with pytest.raises(ConfigurationProblem) as refused:
+        Overrides.deserialize('{"siteCode": "S&S", "properties": {"SMSSIGNCERT": "x"}}')
+    assert "properties.SMSSIGNCERT, siteCode" in refused.value.detail
