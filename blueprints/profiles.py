@@ -14,7 +14,6 @@ import azure.functions as func
 from shared.auth import Caller, authenticate, lookup_device, require_admin
 from shared.errors import BadRequest, NotFound
 from shared.http import json_response, problem_boundary, require_plain_body
-from shared.ids import parse_guid
 from shared.profiles import (
     check_name,
     delete_profile,
@@ -23,6 +22,7 @@ from shared.profiles import (
     list_profiles,
     parse_profile,
     parse_profiles_query,
+    parse_resolve_query,
     save_profile,
 )
 from shared.settings import get_settings
@@ -83,17 +83,7 @@ def _json_body(body: bytes) -> object:
 
 
 async def _resolve(req: func.HttpRequest, tenant_id: str) -> dict[str, object]:
-    errors: dict[str, str] = {}
-    device_id = parse_guid(req.params.get("deviceId")) if req.params.get("deviceId") else None
-    user_id = parse_guid(req.params.get("userId")) if req.params.get("userId") else None
-    if req.params.get("deviceId") and device_id is None:
-        errors["deviceId"] = "the device's deviceId (a GUID)"
-    if req.params.get("userId") and user_id is None:
-        errors["userId"] = "the user's object id (a GUID)"
-    if not errors and device_id is None and user_id is None:
-        errors["deviceId"] = "give deviceId, userId or both"
-    if errors:
-        raise BadRequest("Bad query for resolve: " + ", ".join(errors), errors=errors)
+    device_id, user_id = parse_resolve_query(req.params.get("deviceId"), req.params.get("userId"))
     # An admin question, not a bundle: asking Graph for the device's object id is fine here.
     device = await lookup_device(device_id) if device_id else None
     answer = await explain(

@@ -24,6 +24,7 @@ from shared.profiles._model import (
     Profile,
     check_name,
     parse_profile,
+    parse_resolve_query,
 )
 from shared.profiles._resolved import (
     RebuildState,
@@ -58,6 +59,7 @@ __all__ = [
     "list_profiles",
     "parse_profile",
     "parse_profiles_query",
+    "parse_resolve_query",
     "rebuild_resolved",
     "save_profile",
 ]

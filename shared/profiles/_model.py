@@ -219,6 +219,24 @@ def check_name(name: str | None) -> str:
     return name
 
 
+def parse_resolve_query(
+    device_id: str | None, user_id: str | None
+) -> tuple[str | None, str | None]:
+    """`deviceId` and `userId` of `GET /api/profiles/resolve` (at least one), or 400."""
+    errors: dict[str, str] = {}
+    device = parse_guid(device_id) if device_id else None
+    user = parse_guid(user_id) if user_id else None
+    if device_id and device is None:
+        errors["deviceId"] = "the device's deviceId (a GUID)"
+    if user_id and user is None:
+        errors["userId"] = "the user's object id (a GUID)"
+    if not errors and device is None and user is None:
+        errors["deviceId"] = "give deviceId, userId or both"
+    if errors:
+        raise BadRequest("Bad query for resolve: " + ", ".join(errors), errors=errors)
+    return device, user
+
+
 def parse_profile(name: str, body: object) -> Profile:
     """A PUT body as a profile, or one 400 naming every bad or unknown field."""
     if not isinstance(body, dict):

@@ -28,6 +28,7 @@ from shared.profiles import (
     explain,
     list_profiles,
     parse_profile,
+    parse_resolve_query,
     rebuild_resolved,
     save_profile,
 )
@@ -320,3 +321,20 @@ def test_a_stored_profile_that_no_longer_validates_is_never_applied() -> None:
     with pytest.raises(ConfigurationProblem) as refused:
         Overrides.deserialize('{"siteCode": "S&S", "properties": {"SMSSIGNCERT": "x"}}')
     assert "properties.SMSSIGNCERT, siteCode" in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("device", "user", "named"),
+    [
+        (None, None, "deviceId"),
+        ("x", None, "deviceId"),
+        (None, "y", "userId"),
+        (GROUP, "y", "userId"),
+    ],
+)
+def test_resolve_needs_a_device_or_user_guid(
+    device: str | None, user: str | None, named: str
+) -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse_resolve_query(device, user)
+    assert list(refused.value.errors) == [named]
