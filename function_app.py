@@ -2,12 +2,12 @@
 
 import azure.functions as func
 
-from blueprints import bundles, console, discovery, health, reports
+from blueprints import bundles, console, discovery, health, profiles, reports
 from shared.telemetry import configure_telemetry
 
 configure_telemetry()  # Application Insights when configured; log redaction always
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (health.bp, discovery.bp, bundles.bp, reports.bp, console.bp):
+for blueprint in (health.bp, discovery.bp, bundles.bp, reports.bp, profiles.bp, console.bp):
     app.register_functions(blueprint)

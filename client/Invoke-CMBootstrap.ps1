@@ -62,7 +62,9 @@ $ErrorActionPreference = 'Stop'
 $ApiBaseUrl = $ApiBaseUrl.TrimEnd('/')
 if (-not $ApiBaseUrl.StartsWith('https://', [StringComparison]::OrdinalIgnoreCase)) { throw 'ApiBaseUrl must be an https URL.' }
 . (Join-Path $PSScriptRoot 'CMBootstrap.Device.ps1')
-$AllowedProperties = @('CCMHOSTNAME', 'SMSSiteCode', 'SMSMP', 'AADTENANTID', 'AADTENANTNAME', 'AADCLIENTAPPID', 'AADRESOURCEURI')
+$AllowedProperties = @('CCMHOSTNAME', 'SMSSiteCode', 'SMSMP', 'AADTENANTID', 'AADTENANTNAME', 'AADCLIENTAPPID', 'AADRESOURCEURI',
+    # What an install profile may add: README, section Install profiles.
+    'SMSCACHESIZE', 'SMSCACHEFLAGS', 'SMSCACHEDIR', 'CCMINSTALLDIR', 'CCMENABLELOGGING', 'CCMLOGLEVEL', 'CCMLOGMAXSIZE', 'CCMLOGMAXHISTORY', 'CCMDEBUGLOGGING', 'CCMEVALINTERVAL', 'CCMEVALHOUR', 'CCMHTTPPORT', 'CCMHTTPSPORT', 'CCMALWAYSINF', 'DISABLESITEOPT', 'DISABLECACHEOPT', 'NOTIFYONLY', 'IGNOREAPPVVERSIONCHECK', 'SITEREASSIGN', 'DNSSUFFIX', 'FSP', 'SMSDIRECTORYLOOKUP', 'SMSCONFIGSOURCE', 'PROVISIONTS')
 $Unsafe = '["\x00-\x1f\x7f%^&|<>!]'
 
 function Get-AccessToken {

@@ -16,6 +16,9 @@ DEVICE_PROOFS: Final = "DeviceProofs"
 AAD_GROUPS: Final = "AadGroups"
 AAD_GROUP_MEMBERS: Final = "AadGroupMembers"
 GRAPH_SUBSCRIPTIONS: Final = "GraphSubscriptions"
+INSTALL_PROFILES: Final = "InstallProfiles"
+# The profile each user and device gets, derived (see shared/profiles/_resolved.py).
+RESOLVED_PROFILES: Final = "ResolvedProfiles"
 
 ALL_TABLES: Final = (
     AAD_USERS,
@@ -30,6 +33,8 @@ ALL_TABLES: Final = (
     AAD_GROUPS,
     AAD_GROUP_MEMBERS,
     GRAPH_SUBSCRIPTIONS,
+    INSTALL_PROFILES,
+    RESOLVED_PROFILES,
 )
 
 # Queues

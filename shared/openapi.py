@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any, Final
 
 from shared.discovery import GROUPS_MAX_PAGE_SIZE, RUNS_MAX_PAGE_SIZE
+from shared.profiles import PROFILES_MAX_PAGE_SIZE, PROPERTY_CHECKS
 from shared.reports import DIAGNOSES, INSTALL_CHART_DAYS, MAX_BODY_BYTES, MAX_PAGE_SIZE, STAGES
 from shared.settings import MAX_BUNDLE_TTL_MINUTES
 
@@ -262,6 +263,92 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/profiles": {
+            "get": {
+                "operationId": "listProfiles",
+                "summary": "Install profiles, by name.",
+                "security": _ADMIN,
+                "parameters": [
+                    _page_size(PROFILES_MAX_PAGE_SIZE, 100),
+                    _query("next", {"type": "string"}, "The previous page's `next` token."),
+                ],
+                "responses": {
+                    "200": _json(_ref("ProfilesPage"), "A page of profiles."),
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "503": _problem("Unavailable"),
+                },
+            }
+        },
+        "/api/profiles/resolve": {
+            "get": {
+                "operationId": "resolveProfile",
+                "summary": "Which install profile a device or user gets, and through which "
+                "groups; issues nothing.",
+                "security": _ADMIN,
+                "parameters": [
+                    _query("deviceId", _GUID, "The device's Entra ID deviceId."),
+                    _query("userId", _GUID, "The user's object id."),
+                ],
+                "responses": {
+                    "200": _json(_ref("ProfileResolution"), "The applied profile and why."),
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "503": _problem("Unavailable"),
+                },
+            }
+        },
+        "/api/profiles/{name}": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                    "description": "The profile's name (not 'default' or 'resolve').",
+                }
+            ],
+            "get": {
+                "operationId": "getProfile",
+                "summary": "One install profile.",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json(_ref("Profile"), "The profile."),
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "404": _problem("NotFound"),
+                    "503": _problem("Unavailable"),
+                },
+            },
+            "put": {
+                "operationId": "putProfile",
+                "summary": "Create or replace an install profile; the resolved table follows.",
+                "security": _ADMIN,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("ProfileBody")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Profile"), "The stored profile."),
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "415": _problem("UnsupportedMediaType"),
+                    "503": _problem("Unavailable"),
+                },
+            },
+            "delete": {
+                "operationId": "deleteProfile",
+                "summary": "Delete an install profile.",
+                "security": _ADMIN,
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "400": _problem("BadRequest"),
+                    **_ADMIN_ERRORS,
+                    "404": _problem("NotFound"),
+                    "503": _problem("Unavailable"),
+                },
+            },
+        },
         "/api/health": {
             "get": {
                 "operationId": "health",
@@ -319,6 +406,24 @@ def _paths() -> dict[str, Any]:
                     "404": _problem("NotFound"),
                 },
             }
+        },
+    }
+
+
+def _profile_fields() -> dict[str, Any]:
+    return {
+        "groupId": _GUID,
+        "priority": {"type": "integer", "minimum": 0, "description": "Lower wins; ties by name."},
+        "ccmHostname": {"type": "string", "description": "CCMHOSTNAME, as CCM_HOSTNAME."},
+        "siteCode": {"type": "string", "description": "SMSSiteCode, as SMS_SITE_CODE."},
+        "managementPoint": {"type": "string", "description": "SMSMP, as SMS_MP."},
+        "source": {"type": "string", "description": "/Source:, as CCMSETUP_SOURCE."},
+        "noCrlCheck": {"type": "boolean"},
+        "properties": {
+            "type": "object",
+            "description": "Further documented ccmsetup.exe properties (allow-list).",
+            "propertyNames": {"enum": sorted(PROPERTY_CHECKS)},
+            "additionalProperties": {"type": "string"},
         },
     }
 
@@ -577,6 +682,72 @@ def _schemas() -> dict[str, Any]:
                 "next": {"type": ["string", "null"]},
             },
         },
+        "ProfileBody": {
+            "type": "object",
+            "required": ["groupId", "priority"],
+            "additionalProperties": False,
+            "properties": _profile_fields(),
+        },
+        "Profile": {
+            "type": "object",
+            "required": ["name", "groupId", "priority"],
+            "properties": {
+                "name": {"type": "string"},
+                **_profile_fields(),
+                "updatedBy": {"type": ["string", "null"]},
+                "updatedAt": _nullable(UTC_TIME),
+            },
+        },
+        "ProfilesPage": {
+            "type": "object",
+            "required": ["profiles", "next"],
+            "properties": {
+                "profiles": {"type": "array", "items": _ref("Profile")},
+                "next": {"type": ["string", "null"]},
+            },
+        },
+        "ProfileResolution": {
+            "type": "object",
+            "required": ["profile", "candidates", "upToDate"],
+            "properties": {
+                "deviceId": {"type": ["string", "null"]},
+                "deviceObjectId": {"type": ["string", "null"]},
+                "userId": {"type": ["string", "null"]},
+                "profile": {"type": "string", "description": "'default' when none matched."},
+                "matchedBy": {"enum": ["device", "user", None]},
+                "overrides": {"type": "object"},
+                "upToDate": {
+                    "type": "boolean",
+                    "description": "False while a rebuild after a change is still to run.",
+                },
+                "candidates": {
+                    "type": "array",
+                    "description": "Each member's profile, the applied one first.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "memberId": {"type": "string"},
+                            "memberType": {"enum": ["device", "user"]},
+                            "profile": {"type": "string"},
+                            "priority": {"type": "integer"},
+                            "groupId": {"type": "string"},
+                            "groupPath": {
+                                "type": "array",
+                                "description": "The profile's group first, the member's own "
+                                "group last.",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "groupId": {"type": "string"},
+                                        "displayName": {"type": ["string", "null"]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -616,6 +787,7 @@ def _responses() -> dict[str, Any]:
         "app-only token, a blocked or disabled device).",
         "NotFound": "Nothing recorded under this id.",
         "PayloadTooLarge": f"A body over {MAX_BODY_BYTES} bytes.",
+        "UnsupportedMediaType": "A body with a Content-Encoding; send it uncompressed.",
         "Unavailable": "Storage, Graph or the key endpoint is down; retry after Retry-After.",
     }
     return {

@@ -185,6 +185,12 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def value_reader(values: Mapping[str, str]) -> _Reader:
+    """The settings' validators over other values (an install profile's fields): one
+    validation for every value that reaches a ccmsetup command line."""
+    return _Reader(values)
+
+
 class _Reader:
     """Reads one setting at a time and raises `SettingError` with what was expected."""
 

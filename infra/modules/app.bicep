@@ -31,6 +31,8 @@ var tableNames = [
   'AadGroups'
   'AadGroupMembers'
   'GraphSubscriptions'
+  'InstallProfiles'
+  'ResolvedProfiles'
 ]
 var queueNames = [
   'discovery-continue'

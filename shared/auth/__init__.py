@@ -23,6 +23,7 @@ from shared.auth._device_auth import (
     app_hostnames,
     close_device_authenticator,
     default_device_authenticator,
+    lookup_device,
 )
 from shared.auth._device_proof import (
     MAX_PROOF_BYTES,
@@ -84,6 +85,7 @@ __all__ = [
     "default_validator",
     "is_admin",
     "is_blocked",
+    "lookup_device",
     "parse_jwks",
     "registered_key_matches",
     "require_admin",
@@ -179,7 +181,14 @@ async def authenticate_device(
         ),
     )
     tenant_id = user.tenant_id if user is not None else settings.tenant_id
-    return AuthenticatedDevice(mode, tenant_id, proven.device_id, proven.cert_thumbprint, user)
+    return AuthenticatedDevice(
+        mode,
+        tenant_id,
+        proven.device_id,
+        proven.cert_thumbprint,
+        user,
+        device_object_id=proven.object_id or None,
+    )
 
 
 def _bearer_token(authorization: str | None) -> str | None:

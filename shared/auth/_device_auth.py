@@ -27,7 +27,7 @@ from azure.identity.aio import DefaultAzureCredential
 
 from shared.auth._blocked import is_blocked
 from shared.auth._device_proof import ProofRequest, ProofVerifier
-from shared.auth._device_registry import DeviceDirectory, GraphDeviceDirectory
+from shared.auth._device_registry import DeviceDirectory, DeviceRecord, GraphDeviceDirectory
 from shared.auth._replay import ReplayGuard, TableReplayGuard
 from shared.auth._validate import Caller
 from shared.errors import Forbidden, InvalidDeviceProof, ProblemError, ServiceUnavailable
@@ -47,6 +47,8 @@ class ProvenDevice:
     device_id: str  # lower-case GUID
     cert_thumbprint: str  # SHA-1, 40 upper-case hex digits
     trust_type: str
+    # Graph's `device.id`, not the deviceId: what group memberships (AadGroupMembers) name.
+    object_id: str = ""
 
 
 class DeviceAuthenticator:
@@ -104,6 +106,7 @@ class DeviceAuthenticator:
             device_id=verified.device_id,
             cert_thumbprint=verified.thumbprint,
             trust_type=record.trust_type or "",
+            object_id=record.object_id,
         )
 
 
@@ -116,6 +119,7 @@ class AuthenticatedDevice:
     device_id: str | None  # the proven device; None in `user` mode (nothing proves a device)
     cert_thumbprint: str | None  # the device certificate's SHA-1 thumbprint, with a proof
     user: Caller | None  # the user's token, in `user` and `device+user` modes
+    device_object_id: str | None = None  # the proven device's Graph object id
 
     def provenance(self) -> dict[str, str]:
         """How the caller was authenticated, as bundles and reports record it."""
@@ -141,6 +145,7 @@ class _DeviceTrust:
     authenticator: DeviceAuthenticator
     graph: GraphClient
     credential: DefaultAzureCredential
+    directory: DeviceDirectory
 
     @classmethod
     def from_settings(cls) -> _DeviceTrust:
@@ -153,14 +158,15 @@ class _DeviceTrust:
         async def blocked(device_id: str) -> bool:
             return await is_blocked(tenant_id, device_id)
 
+        directory = GraphDeviceDirectory(graph)
         authenticator = DeviceAuthenticator(
             verifier=ProofVerifier(app_hostnames(settings, os.environ.get("WEBSITE_HOSTNAME"))),
             replay=TableReplayGuard(get_storage()),
-            directory=GraphDeviceDirectory(graph),
+            directory=directory,
             trust_types=settings.device_trust_types,
             is_blocked=blocked,
         )
-        return cls(authenticator, graph, credential)
+        return cls(authenticator, graph, credential, directory)
 
 
 # One per event loop: its Graph client, credential and storage belong to that loop.
@@ -169,6 +175,19 @@ _device_trust: PerLoop[_DeviceTrust] = PerLoop(_DeviceTrust.from_settings)
 
 def default_device_authenticator() -> DeviceAuthenticator:
     return _device_trust.get().authenticator
+
+
+async def lookup_device(device_id: str) -> DeviceRecord | None:
+    """The device's Entra ID record through the same cached Graph lookup proofs use (admin
+    views; a bundle never needs more than its proof already read). 503 if Graph is down."""
+    try:
+        return await _device_trust.get().directory.device(device_id)
+    except GraphError as error:
+        _log.warning("device lookup failed: %s", error)
+        raise ServiceUnavailable(
+            "Microsoft Graph cannot be reached to look the device up; retry later.",
+            retry_after_seconds=GRAPH_RETRY_AFTER_SECONDS,
+        ) from None
 
 
 async def close_device_authenticator() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from shared.errors import SettingError
+from shared.profiles import Overrides
 from shared.settings import Settings
 
 CCMSETUP: Final = "ccmsetup.exe"
@@ -31,16 +32,24 @@ class CcmsetupCommand:
     properties: dict[str, str]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CcmsetupCommand:
+    def from_settings(
+        cls, settings: Settings, overrides: Overrides | None = None
+    ) -> CcmsetupCommand:
+        """The settings' values, with an install profile's `overrides` where it sets one (its
+        extra properties go after SMSMP; the AAD* ones are always the tenant's)."""
+        o = overrides or Overrides()
+        no_crl_check = settings.no_crl_check if o.no_crl_check is None else o.no_crl_check
+        source = o.source or settings.ccmsetup_source
         switches: list[str] = []
-        if settings.no_crl_check:
+        if no_crl_check:
             switches.append(NO_CRL_CHECK)
-        if settings.ccmsetup_source:
-            switches.append(SOURCE_PREFIX + _checked("CCMSETUP_SOURCE", settings.ccmsetup_source))
+        if source:
+            switches.append(SOURCE_PREFIX + _checked("CCMSETUP_SOURCE", source))
         candidates = {
-            "CCMHOSTNAME": ("CCM_HOSTNAME", settings.ccm_hostname),
-            "SMSSiteCode": ("SMS_SITE_CODE", settings.site_code),
-            "SMSMP": ("SMS_MP", settings.management_point),
+            "CCMHOSTNAME": ("CCM_HOSTNAME", o.ccm_hostname or settings.ccm_hostname),
+            "SMSSiteCode": ("SMS_SITE_CODE", o.site_code or settings.site_code),
+            "SMSMP": ("SMS_MP", o.management_point or settings.management_point),
+            **{name: (f"profile property {name}", value) for name, value in o.properties},
             "AADTENANTID": ("AAD_TENANT_ID", settings.tenant_id),
             "AADTENANTNAME": ("AAD_TENANT_NAME", settings.tenant_name),
             "AADCLIENTAPPID": ("AAD_CLIENT_APP_ID", settings.client_app_id),

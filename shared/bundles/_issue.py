@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import logging
@@ -22,6 +23,7 @@ from shared.errors import BadRequest, Forbidden
 from shared.ids import parse_guid
 from shared.names import BUNDLE_ISSUANCE
 from shared.per_loop import PerLoop
+from shared.profiles import DEFAULT_PROFILE, Overrides, applied_profile
 from shared.settings import Settings, get_settings, is_loopback_host
 from shared.storage import get_storage, translate_errors
 
@@ -108,7 +110,12 @@ async def issue_bundle(
     """
     if caller.device_id is None:
         await _ensure_not_blocked(caller.tenant_id, request.device_id)
-    keys = await get_signing_keys()
+    # The profile: one point read per proven member (device object id, user), never Graph.
+    members = [caller.device_object_id, caller.user.object_id if caller.user else None]
+    keys, applied = await asyncio.gather(
+        get_signing_keys(), applied_profile(caller.tenant_id, members)
+    )
+    profile = applied.profile if applied else DEFAULT_PROFILE
     settings = get_settings()
     issued_at = int(time.time())
     expires_at = issued_at + settings.bundle_ttl_minutes * 60
@@ -124,7 +131,8 @@ async def issue_bundle(
         "exp": expires_at,
         "jti": jti,
         "nonce": request.nonce,
-        "ccmsetup": _ccmsetup_claim(settings),
+        "ccmsetup": _ccmsetup_claim(settings, applied.overrides if applied else None),
+        "profile": profile,
     }
     jws = await sign_compact_jws(claims, keys.current, typ=BUNDLE_TYPE)
     bundle = IssuedBundle(
@@ -133,15 +141,19 @@ async def issue_bundle(
         kid=keys.current.public.kid,
         expires=datetime.fromtimestamp(expires_at, UTC),
     )
-    await _audit(caller, request, bundle, issued=datetime.fromtimestamp(issued_at, UTC), ip=ip)
-    _log.info("bundle issued", extra={"deviceId": request.device_id, "jti": jti})
+    issued = datetime.fromtimestamp(issued_at, UTC)
+    await _audit(caller, request, bundle, issued=issued, ip=ip, profile=profile)
+    _log.info(
+        "bundle issued", extra={"deviceId": request.device_id, "jti": jti, "profile": profile}
+    )
     return bundle
 
 
-@functools.cache
-def _ccmsetup_claim(settings: Settings) -> dict[str, object]:
-    """The same for every bundle of these settings: built once (read-only, only serialized)."""
-    return CcmsetupCommand.from_settings(settings).as_claim()
+@functools.lru_cache(maxsize=256)
+def _ccmsetup_claim(settings: Settings, overrides: Overrides | None) -> dict[str, object]:
+    """The same for every bundle of these settings and profile values: built once per pair
+    (read-only, only serialized; a tenant has tens of profiles, so 256 keeps them all)."""
+    return CcmsetupCommand.from_settings(settings, overrides).as_claim()
 
 
 async def _ensure_not_blocked(tenant_id: str, device_id: str) -> None:
@@ -157,6 +169,7 @@ async def _audit(
     *,
     issued: datetime,
     ip: str | None,
+    profile: str,
 ) -> None:
     entity: dict[str, Any] = {
         "PartitionKey": caller.tenant_id,
@@ -167,6 +180,7 @@ async def _audit(
         "issued": issued,
         "expires": bundle.expires,
         "clientIp": ip or "",
+        "profile": profile,
     }
     if caller.user is not None:
         entity["clientAppId"] = caller.user.client_app_id

@@ -53,6 +53,7 @@ from shared.discovery._state import (
 )
 from shared.discovery._users import UserWriter
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
+from shared.profiles import rebuild_resolved
 from shared.settings import GroupScope, Settings
 from shared.storage import Storage, get_storage
 
@@ -439,6 +440,9 @@ class _Invocation:
         self.state.run = None
         self.state.pending_queued_at = now  # read only if requests are pending
         self.state = await self._save(self.states.released(self.state))
+        if self.resource == "groups":
+            # Before the run shows as succeeded: then bundles already follow its memberships.
+            await self._rebuild_profiles()
         await self.runs.record(self.run, "succeeded", finished=True)
         if self.state.pending_requests:
             # One message whatever the count: the run it starts serves every pending request,
@@ -452,6 +456,17 @@ class _Invocation:
             extra=self.log_ids
             | {"pages": self.run.pages, "upserts": self.run.upserts, "deletes": self.run.deletes},
         )
+
+    async def _rebuild_profiles(self) -> None:
+        """Memberships changed: recompute who gets which install profile. A failure leaves the
+        rebuild requested, so the next run or profile change finishes it; the run stays good."""
+        # A delta that changed nothing (most 5-minute timer runs) only finishes a rebuild
+        # still owed: one point read.
+        changed = bool(self.run.upserts or self.run.deletes)
+        try:
+            await rebuild_resolved(self.config.tenant_id, self.storage, changed=changed)
+        except Exception:
+            _log.warning("resolved install profiles not rebuilt", exc_info=True, extra=self.log_ids)
 
     async def _hand_over(self) -> None:
         """Time budget spent: release the lease first, then queue the continuation."""

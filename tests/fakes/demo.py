@@ -208,7 +208,10 @@ def _device(
     values: Mapping[str, str], graph: FakeGraph, lines: list[str], *, api_url: str, folder: Path
 ) -> None:
     device = demo_device(folder)
-    graph.register_device(device.device_id, device.alternative_security_ids())
+    object_id = graph.register_device(device.device_id, device.alternative_security_ids())
+    from tests.fakes.demo_profiles import add_demo_groups
+
+    group_lines = add_demo_groups(graph, object_id)
     mode = values.get("BOOTSTRAP_AUTH") or "device"
     commands = demo_device_commands(api_url, folder, device.device_id)
     lines.append(
@@ -219,3 +222,8 @@ def _device(
         marker = "  <- BOOTSTRAP_AUTH now" if auth == mode else ""
         lines.append(f"  BOOTSTRAP_AUTH={auth}:{marker}")
         lines.append(f"    {commands[auth]}")
+    lines.extend(group_lines)
+    lines.append(
+        '  which install profile applies: curl -H "Authorization: Bearer $ADMIN_TOKEN" '
+        f"'{api_url}/profiles/resolve?deviceId={device.device_id}'"
+    )

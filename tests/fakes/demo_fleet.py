@@ -30,6 +30,7 @@ from typing import Any, Final
 from client.dsregcmd import parse_dsregcmd
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_QUEUE, DISCOVERY_RUNS
 from shared.storage import Storage, StorageConfig
+from tests.fakes.demo_profiles import seed_demo_profiles
 
 DEMO_DEVICES: Final = 240
 READY_WITHIN_SECONDS: Final = 180.0
@@ -119,6 +120,8 @@ class DemoSeeder(threading.Thread):
             status = await storage.table(DEVICE_STATUS)
             fleet = demo_reports(tenant, datetime.now(UTC))
             if await _count(status, tenant) == 0:
+                # Profiles before the run: its group pass resolves them for the demo device.
+                await seed_demo_profiles(storage, tenant)
                 self._post("/admin/functions/discovery_full", {"input": ""})
                 queue = await storage.queue(DEVICE_STATUS_QUEUE)
                 for body in fleet:
@@ -163,7 +166,8 @@ async def _count(table: Any, tenant: str) -> int:
 async def _discovered(table: Any, tenant: str) -> int:
     """Users the newest succeeded run wrote (0 while none has finished)."""
     rows = table.query_entities(
-        "PartitionKey eq @t and status eq 'succeeded'", parameters={"t": tenant}
+        "PartitionKey eq @t and status eq 'succeeded' and resource eq 'users'",
+        parameters={"t": tenant},
     )
     async for row in rows:
         return int(row.get("upserts", 0))

@@ -1,0 +1,125 @@
+"""`InstallProfiles`: PartitionKey tenant id, RowKey profile name; groupId, priority, overrides
+(the ccmsetup values as JSON), updatedBy (the admin's object id), updatedAt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.errors import BadRequest
+from shared.profiles._model import NAME_PATTERN, Overrides, Profile
+from shared.storage import translate_errors
+
+PROFILES_DEFAULT_PAGE_SIZE: Final = 100
+PROFILES_MAX_PAGE_SIZE: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesPage:
+    profiles: list[Profile]
+    next: str | None
+
+
+def parse_profiles_query(page_size: str | None, next_token: str | None) -> tuple[int, str | None]:
+    """`pageSize` and `next` of `GET /api/profiles`, or `BadRequest` naming them."""
+    errors: dict[str, str] = {}
+    size = PROFILES_DEFAULT_PAGE_SIZE
+    if page_size:
+        if page_size.isdigit() and 1 <= int(page_size) <= PROFILES_MAX_PAGE_SIZE:
+            size = int(page_size)
+        else:
+            errors["pageSize"] = f"must be a whole number from 1 to {PROFILES_MAX_PAGE_SIZE}"
+    if next_token and not NAME_PATTERN.fullmatch(next_token):
+        errors["next"] = "must be the 'next' of a previous page"
+    if errors:
+        raise BadRequest("Bad query for install profiles.", errors=errors)
+    return size, next_token or None
+
+
+class ProfileStore:
+    def __init__(self, table: TableClient, tenant_id: str) -> None:
+        self._table = table
+        self._tenant_id = tenant_id
+
+    async def put(self, profile: Profile, *, updated_by: str) -> Profile:
+        stored = Profile(
+            profile.name,
+            profile.group_id,
+            profile.priority,
+            profile.overrides,
+            updated_by=updated_by,
+            updated_at=datetime.now(UTC),
+        )
+        entity = {
+            "PartitionKey": self._tenant_id,
+            "RowKey": stored.name,
+            "groupId": stored.group_id,
+            "priority": stored.priority,
+            "overrides": stored.overrides.serialize(),
+            "updatedBy": updated_by,
+            "updatedAt": stored.updated_at,
+        }
+        async with translate_errors():
+            await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return stored
+
+    async def get(self, name: str) -> Profile | None:
+        try:
+            async with translate_errors():
+                row = await self._table.get_entity(self._tenant_id, name)
+        except ResourceNotFoundError:
+            return None
+        return _profile(row)
+
+    async def delete(self, name: str) -> bool:
+        """True when the profile existed."""
+        if await self.get(name) is None:
+            return False
+        async with translate_errors():
+            await self._table.delete_entity(self._tenant_id, name)
+        return True
+
+    async def page(self, size: int, after: str | None) -> ProfilesPage:
+        query = "PartitionKey eq @tenant"
+        parameters = {"tenant": self._tenant_id}
+        if after:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        profiles: list[Profile] = []
+        more = False
+        async with translate_errors():
+            async for row in self._table.query_entities(
+                query, parameters=parameters, results_per_page=size + 1
+            ):
+                if len(profiles) == size:
+                    more = True
+                    break
+                profiles.append(_profile(row))
+        return ProfilesPage(profiles, profiles[-1].name if more and profiles else None)
+
+    async def all(self) -> list[Profile]:
+        """Every profile of the tenant, best first (a tenant has tens, not thousands)."""
+        async with translate_errors():
+            rows = [
+                _profile(row)
+                async for row in self._table.query_entities(
+                    "PartitionKey eq @tenant", parameters={"tenant": self._tenant_id}
+                )
+            ]
+        return sorted(rows, key=lambda profile: profile.rank)
+
+
+def _profile(row: dict[str, Any]) -> Profile:
+    return Profile(
+        name=row["RowKey"],
+        group_id=row["groupId"],
+        priority=int(row["priority"]),
+        overrides=Overrides.deserialize(row.get("overrides") or ""),
+        updated_by=row.get("updatedBy"),
+        updated_at=row.get("updatedAt"),
+    )
