@@ -390,6 +390,62 @@
         page.next ? el("a", { href: `#/groups?${nextParams}`, "data-next": "", text: "Next page" }) : null));
   }
 
+  // Install profiles (lower priority wins) and the resolver: which profile a device or user
+  // gets, and through which groups. Changing profiles stays with the API (PUT/DELETE).
+  const OVERRIDES = ["ccmHostname", "siteCode", "managementPoint", "source", "noCrlCheck"];
+  function overridesText(profile) {
+    const parts = OVERRIDES.filter((k) => profile[k] !== undefined && profile[k] !== null).map((k) => `${k}=${profile[k]}`);
+    for (const [k, v] of Object.entries(profile.properties || {})) parts.push(`${k}=${v}`);
+    return parts.join(" ") || "—";
+  }
+
+  async function profiles(params) {
+    const query = new URLSearchParams({ pageSize: String(PAGE_SIZE) });
+    if (params.get("next")) query.set("next", params.get("next"));
+    const page = await api(`/profiles?${query}`);
+    const rows = page.profiles.map((p) =>
+      el("tr", { "data-profile": p.name },
+        el("td", { text: p.name }),
+        el("td", { class: "num", text: p.priority }),
+        el("td", { class: "mono", text: p.groupId }),
+        el("td", { class: "mono", text: overridesText(p) }),
+        el("td", { text: when(p.updatedAt) })));
+    const form = el("form", { class: "filters", "data-resolve-form": "", on: { submit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const field of event.currentTarget.querySelectorAll("input")) if (field.value.trim()) next.set(field.name, field.value.trim());
+      location.hash = `#/profiles?${next}`;
+    } } },
+      el("label", {}, "Device id ", el("input", { name: "deviceId", value: params.get("deviceId") || "", size: 38 })),
+      el("label", {}, "User object id ", el("input", { name: "userId", value: params.get("userId") || "", size: 38 })),
+      el("button", { type: "submit", text: "Resolve" }));
+    let answer = null;
+    if (params.get("deviceId") || params.get("userId")) {
+      const ask = new URLSearchParams();
+      for (const name of ["deviceId", "userId"]) if (params.get(name)) ask.set(name, params.get(name));
+      const resolved = await api(`/profiles/resolve?${ask}`);
+      answer = el("div", { class: "panel", "data-resolved": resolved.profile },
+        el("p", {}, "Applies: ", el("strong", { text: resolved.profile }),
+          resolved.matchedBy ? ` (matched by the ${resolved.matchedBy})` : " (no profile's group holds them: the settings apply)",
+          resolved.upToDate ? "" : " — a rebuild after the last change is still running"),
+        resolved.candidates.map((c) => el("p", { class: "mono", text:
+          `${c.profile} (priority ${c.priority}): ${c.memberType} in ${c.groupPath.map((g) => g.displayName || g.groupId).join(" > ")}` })));
+    }
+    const nextParams = new URLSearchParams(params);
+    if (page.next) nextParams.set("next", page.next);
+    return el("section", { "data-view": "profiles" },
+      el("h1", { text: "Install profiles" }),
+      el("p", { class: "muted", text: "A bundle applies the profile with the lowest priority whose group holds the device or its user, directly or through nested groups; otherwise the app settings." }),
+      el("table", {},
+        el("thead", {}, el("tr", {}, ["Name", "Priority", "Group", "Overrides", "Updated"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No profile: every device gets the app settings (PUT /api/profiles/{name} adds one)." })))),
+      el("div", { class: "pager" },
+        page.next ? el("a", { href: `#/profiles?${nextParams}`, "data-next": "", text: "Next page" }) : null),
+      el("h2", { text: "Which profile applies?" }),
+      form,
+      answer);
+  }
+
   // ---- routing ----------------------------------------------------------------------------
   async function route() {
     if (state.timer) clearTimeout(state.timer);
@@ -405,6 +461,7 @@
       else if (parts[0] === "devices") view = await devices(params);
       else if (parts[0] === "runs") view = await runs();
       else if (parts[0] === "groups") view = await groups(params);
+      else if (parts[0] === "profiles") view = await profiles(params);
       else view = await overview();
       showError("");
       show(view);

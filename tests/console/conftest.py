@@ -19,14 +19,30 @@ import pytest
 
 from client.dsregcmd import parse_dsregcmd
 from shared.ids import inverted_ticks
-from shared.names import AAD_GROUPS, BUNDLE_ISSUANCE, DEVICE_STATUS, DISCOVERY_RUNS
+from shared.names import (
+    AAD_GROUP_MEMBERS,
+    AAD_GROUPS,
+    BUNDLE_ISSUANCE,
+    DEVICE_STATUS,
+    DISCOVERY_RUNS,
+)
 from tests.fakes.entra import EntraIssuer, entra_issuer
-from tests.reports.helpers import Service, enqueue, report, rows, service_on_own_azurite, wait_for
+from tests.reports.helpers import (
+    Service,
+    enqueue,
+    http,
+    report,
+    rows,
+    service_on_own_azurite,
+    wait_for,
+)
 from tests.support.settings import SERVER_APP_ID, TENANT_ID
 
 __all__ = ["entra_issuer"]
 
 DATA = Path(__file__).parents[1] / "reports" / "data"
+# A user in the group of the fleet's one install profile.
+PROFILED_USER = "6a1d3c5e-2b4f-4a8c-9e0d-1f2a3b4c5d6e"
 
 
 def dsregcmd(name: str) -> dict[str, str]:
@@ -108,17 +124,42 @@ async def fleet(entra_issuer: EntraIssuer) -> AsyncIterator[Fleet]:
             }
         )
         groups = await service.storage.table(AAD_GROUPS)
-        for name, deleted in (("CM Internet Clients", False), ("CM Pilot Ring", True)):
+        group_ids = {"CM Internet Clients": str(uuid.uuid4()), "CM Pilot Ring": str(uuid.uuid4())}
+        for name, group_id in group_ids.items():
             await groups.create_entity(
                 {
                     "PartitionKey": TENANT_ID,
-                    "RowKey": str(uuid.uuid4()),
+                    "RowKey": group_id,
                     "displayName": name,
                     "securityEnabled": True,
-                    "isDeleted": deleted,
+                    "isDeleted": name == "CM Pilot Ring",
                     "lastDiscoveredAt": now - timedelta(minutes=5),
                 }
             )
+        members = await service.storage.table(AAD_GROUP_MEMBERS)
+        await members.create_entity(
+            {
+                "PartitionKey": group_ids["CM Internet Clients"],
+                "RowKey": PROFILED_USER,
+                "memberType": "user",
+                "isDeleted": False,
+                "tenantId": TENANT_ID,
+            }
+        )
+        put = http(
+            "PUT",
+            service.url("/api/profiles/internet-clients"),
+            token=service.admin_token(),
+            body=json.dumps(
+                {
+                    "groupId": group_ids["CM Internet Clients"],
+                    "priority": 10,
+                    "siteCode": "INT",
+                    "properties": {"SMSCACHESIZE": "10240"},
+                }
+            ).encode(),
+        )
+        assert put.status in (200, 201), put.body
         run_id = f"{inverted_ticks(now)}-c0ffee"
         runs = await service.storage.table(DISCOVERY_RUNS)
         progress = {

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright
 
-from tests.console.conftest import Fleet
+from tests.console.conftest import PROFILED_USER, Fleet
 from tests.reports.helpers import http
 from tests.support.devhost import REPO_ROOT
 
@@ -158,6 +158,25 @@ async def test_groups_page_lists_discovered_groups_and_the_subscription_state(
     assert api(fleet, "/api/health")["subscriptions"] == []
     assert await page.locator("[data-no-subscriptions]").count() == 1
     await screenshot(page, "groups")
+
+
+async def test_profiles_page_lists_profiles_and_explains_a_resolution(
+    page: Page, fleet: Fleet
+) -> None:
+    await page.goto(fleet.service.url("/api/console#/profiles"))
+    await rendered(page, "#/profiles")
+    listed = api(fleet, "/api/profiles")["profiles"]
+    assert await page.locator("[data-profile]").count() == len(listed) == 1
+    assert await page.locator("[data-profile='internet-clients']", has_text="INT").count() == 1
+    await page.fill("input[name=userId]", PROFILED_USER)
+    await page.click("[data-resolve-form] button")
+    route = f"#/profiles?userId={PROFILED_USER}"
+    await rendered(page, route)
+    expected = api(fleet, f"/api/profiles/resolve?userId={PROFILED_USER}")["profile"]
+    assert expected == "internet-clients"
+    assert await page.locator(f"[data-resolved='{expected}']").count() == 1
+    assert await page.locator("[data-resolved]", has_text="CM Internet Clients").count() == 1
+    await screenshot(page, "profiles")
 
 
 async def test_a_refused_token_asks_to_sign_in_again(page: Page, fleet: Fleet) -> None:
