@@ -27,13 +27,13 @@ from typing import Any
 import psutil
 
 from devhost.azurite import running_azurite
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.graph_groups import MemberType
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import DiscoveryConfig, FullStrategy, run_discovery
 from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
 from shared.storage import Storage
-from tests.fakes.graph import FakeGraph
-from tests.fakes.graph_groups import MemberType
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.storage import storage_on
 
 DELTA_CHANGES = 10

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devhost.azurite import Azurite
+from devtools.fakes.entra import EntraIssuer, SigningKey
 from shared.names import BLOCKED_DEVICES
 from tests.bundles.helpers import BundleService, verify_with_jwks
 from tests.bundles.windows_argv import split_windows_command_line
-from tests.fakes.entra import EntraIssuer, SigningKey
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 from tests.support.settings import (
     CCM_HOSTNAME,

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from client.dsregcmd import parse_dsregcmd
+from devtools.fakes.entra import EntraIssuer
 from shared.ids import inverted_ticks
 from shared.names import BUNDLE_ISSUANCE, DEVICE_STATUS, DISCOVERY_RUNS
-from tests.fakes.entra import EntraIssuer, entra_issuer
 from tests.reports.helpers import Service, enqueue, report, rows, service_on_own_azurite, wait_for
+from tests.support.issuer import entra_issuer
 from tests.support.settings import SERVER_APP_ID, TENANT_ID
 
 __all__ = ["entra_issuer"]

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import list_runs, run_discovery
 from shared.discovery._users import UserWriter
 from shared.names import AAD_USERS
@@ -26,8 +28,6 @@ from tests.discovery.conftest import (
     user_rows,
     wait_until,
 )
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
 
 
 def change_directory(graph: FakeGraph) -> dict[str, str]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
-from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import (
     Response,
     Service,

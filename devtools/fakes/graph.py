@@ -17,7 +17,7 @@ Every request needs a bearer token minted by the fake managed-identity endpoint.
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
 connection reset mid-body, a slow page, and 410 `syncStateNotFound` for expired delta links.
 Requests are counted per endpoint. Groups (`/groups/delta` with `members@delta`) and
-change-notification subscriptions are in tests/fakes/graph_groups.py.
+change-notification subscriptions are in devtools/fakes/graph_groups.py.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from tests.fakes.graph_groups import GROUP_PAGE_SIZE, MEMBER_CHUNK, GraphGroups
-from tests.fakes.identity import FakeManagedIdentity
-from tests.support.loopback import LoopbackServer
+from devtools.fakes.graph_groups import GROUP_PAGE_SIZE, MEMBER_CHUNK, GraphGroups
+from devtools.fakes.identity import FakeManagedIdentity
+from devtools.loopback import LoopbackServer
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 USER_PROPERTIES: Final = (
