@@ -238,3 +238,11 @@ _storage: PerLoop[Storage] = PerLoop(lambda: Storage(StorageConfig.from_env(os.e
 def get_storage() -> Storage:
     """The storage of this process's event loop, built from the environment on first use."""
     return _storage.get()
+
+
+async def close_storage() -> None:
+    """Close this loop's storage clients, if `get_storage()` made them."""
+    storage = _storage.peek()
+    if storage is not None:
+        _storage.discard()
+        await storage.close()
