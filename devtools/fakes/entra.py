@@ -30,6 +30,7 @@ from typing import Any, Final
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from devtools.loopback import LoopbackServer
 from devtools.tenant import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
@@ -60,14 +61,8 @@ class SigningKey:
         return cls(kid=kid, private_key=key)
 
     def public_jwk(self) -> dict[str, str]:
-        numbers = self.private_key.public_key().public_numbers()
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "kid": self.kid,
-            "n": _b64url_uint(numbers.n),
-            "e": _b64url_uint(numbers.e),
-        }
+        exported = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": exported["n"], "e": exported["e"]}
 
 
 class EntraIssuer(LoopbackServer):
@@ -290,7 +285,3 @@ def _openid_configuration(issuer: EntraIssuer, tenant: str) -> dict[str, Any]:
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
