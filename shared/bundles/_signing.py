@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from azure.core.exceptions import AzureError
-from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.keys import KeyVaultKey, KeyVaultKeyIdentifier
 from azure.keyvault.keys.aio import KeyClient
 from azure.keyvault.keys.crypto import SignatureAlgorithm
@@ -41,6 +40,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from shared.b64url import b64url_encode
 from shared.errors import ServiceUnavailable, SettingError
+from shared.identity import app_credential
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
@@ -166,7 +166,7 @@ class KeyVaultKeys:
     """Key Vault access for one process: one credential and the signing client, closed together."""
 
     def __init__(self) -> None:
-        self.credential = DefaultAzureCredential()
+        self.credential = app_credential()
         self._clients: list[CryptographyClient] = []
 
     async def public_key(self, key_id: str, setting: str) -> tuple[KeyVaultKey, rsa.RSAPublicKey]:
