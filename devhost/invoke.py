@@ -53,7 +53,7 @@ class _Out(func.Out[T], Generic[T]):
 
 
 @dataclass(slots=True)
-class Outcome:
+class InvocationResult:
     """What an invocation produced: the encoded outputs by binding name (`$return` included)."""
 
     invocation_id: str
@@ -73,8 +73,8 @@ class Invoker:
         spec: FunctionSpec,
         data: meta.Datum,
         trigger_metadata: Mapping[str, meta.Datum] | None = None,
-    ) -> Outcome:
-        outcome = Outcome(invocation_id=str(uuid.uuid4()))
+    ) -> InvocationResult:
+        outcome = InvocationResult(invocation_id=str(uuid.uuid4()))
         outs = {str(b["name"]): _Out[Any]() for b in spec.outputs if b["name"] != RETURN}
         log.info("Executing '%s'", spec.name, extra={"invocationId": outcome.invocation_id})
         trigger_value = self._decode(spec, data, trigger_metadata, outcome.invocation_id)

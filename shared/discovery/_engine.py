@@ -57,7 +57,8 @@ from shared.settings import GroupScope, Settings
 from shared.storage import Storage, get_storage
 
 FullStrategy = Literal["latest-then-list", "delta-from-scratch"]
-Outcome = Literal["succeeded", "failed", "coalesced", "continued", "ignored"]
+# How one invocation of a discovery run ended.
+RunStatus = Literal["succeeded", "failed", "coalesced", "continued", "ignored"]
 PREFETCH_PAGES: Final = 2
 FULL_PAGES_IN_FLIGHT: Final = 2
 # Starting competes with every request of a burst for one row: retry a conflict with jitter.
@@ -101,7 +102,7 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    status: Outcome
+    status: RunStatus
     run_id: str | None
     mode: Mode
     error: str | None = None
@@ -470,5 +471,5 @@ class _Invocation:
             self.state = await self._save(self.states.released(self.state))
         await self.runs.record(self.run, "failed", error=error)
 
-    def _result(self, status: Outcome, error: str | None = None) -> RunResult:
+    def _result(self, status: RunStatus, error: str | None = None) -> RunResult:
         return RunResult(status, self.run.run_id, self.run.mode, error)

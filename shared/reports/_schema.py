@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from shared.errors import InvalidReport
 from shared.ids import parse_guid
 from shared.times import format_utc
 
@@ -66,14 +67,6 @@ _REQUIRED: Final = (
 # userObjectId: the user whose token the client used; installErrorCode: the last error the
 # client logged (ClientIDManagerStartup.log, the ESP's ConfigMgr step), e.g. 0x87D00231.
 _OPTIONAL: Final = ("dsregcmd", "userObjectId", "installErrorCode")
-
-
-class InvalidReport(ValueError):
-    """The report breaks the schema. `errors` maps each failing field to what is wrong."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{f}: {d}" for f, d in errors.items()))
 
 
 @dataclass(frozen=True, slots=True)
