@@ -15,7 +15,6 @@ from typing import Final
 from shared.discovery._engine import (
     DiscoveryBusy,
     DiscoveryConfig,
-    FullStrategy,
     RunResult,
     run_discovery,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "DiscoveryBusy",
     "DiscoveryConfig",
     "EventDecision",
-    "FullStrategy",
     "GroupsPage",
     "MalformedContinuation",
     "MalformedEvent",

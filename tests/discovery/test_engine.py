@@ -269,19 +269,6 @@ async def test_overlapping_triggers_coalesce(
         await assert_mirrors(storage, tenant, graph)
 
 
-async def test_delta_from_scratch_strategy_needs_more_requests(
-    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
-) -> None:
-    """The measurement behind the default: /users/delta pages hold 200, /users pages 999."""
-    with make_graph(managed_identity_env, 2000) as graph:
-        config = config_for(graph, tenant, full_strategy="delta-from-scratch")
-        assert (await run_discovery("full", "timer", config, storage=storage)).status == (
-            "succeeded"
-        )
-        await assert_mirrors(storage, tenant, graph)
-        assert graph.stats.requests == {"delta": 10}  # vs 1 + 3 for latest-then-list
-
-
 async def test_partial_delta_objects_never_wipe_unsent_columns(
     storage: Storage, tenant: str
 ) -> None:
