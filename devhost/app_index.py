@@ -39,16 +39,12 @@ class FunctionSpec:
     name: str
     trigger: Mapping[str, Any]
     outputs: tuple[Mapping[str, Any], ...]
-    handler: Callable[..., Any]
+    handler: Callable[..., Awaitable[Any]]
     parameters: frozenset[str]
 
     @property
     def trigger_type(self) -> str:
         return str(self.trigger["type"])
-
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.handler)
 
 
 def connection_setting(binding: Mapping[str, Any]) -> str:
@@ -97,6 +93,8 @@ def _spec(function: func.Function, environ: Mapping[str, str]) -> FunctionSpec:
                 f"function '{name}': the development host has no {output['type']} output binding"
             )
     handler = function.get_user_function()
+    if not inspect.iscoroutinefunction(handler):
+        raise HostConfigError(f"function '{name}': the development host runs `async def` only")
     return FunctionSpec(
         name=name,
         trigger=trigger,

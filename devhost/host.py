@@ -143,7 +143,6 @@ class DevHost:
         )
         await self.clients.close()
         await self._shut_app_down()
-        self.invoker.close()
         log.info("Host stopped")
 
     async def _shut_app_down(self) -> None:

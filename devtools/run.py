@@ -90,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    host_main.exit_process(main())
+    sys.exit(main())
