@@ -11,7 +11,7 @@ default), so a never-set property is absent.
 
 It also serves `GET /v1.0/devices?$filter=deviceId eq '{id}'&$select=...` (what device proofs
 read) over devices a test registers, disables or changes (`register_device`, `disable_device`,
-`update_device`, `remove_device`).
+`update_device`).
 
 Every request needs a bearer token minted by the fake managed-identity endpoint. Faults can be
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
@@ -275,10 +275,6 @@ class FakeGraph(GraphGroups, LoopbackServer):
     def disable_device(self, device_id: str) -> None:
         """As an admin disabling the device in Entra ID."""
         self.update_device(device_id, accountEnabled=False)
-
-    def remove_device(self, device_id: str) -> None:
-        with self._lock:
-            del self._devices[device_id.lower()]
 
     # -- fault injection ----------------------------------------------------------------------
 
