@@ -1,7 +1,7 @@
-"""Raw queue clients per binding `connection`: the setting is a storage connection string, or
-`UseDevelopmentStorage=true` for Azurite on its default ports. (Identity-based connections,
-`<connection>__accountName`, are what the app uses in Azure, where the Functions host reads them;
-locally the app runs against Azurite or an account's connection string.)
+"""Raw queue clients per binding `connection`, read from the app settings as the Functions host
+reads them: the setting itself (a connection string, or `UseDevelopmentStorage=true` for Azurite on
+its default ports), or identity-based `<connection>__queueServiceUri` / `__accountName`, with
+`__clientId` (a user-assigned identity) and `__credential=managedidentity`.
 
 The host handles base64 itself (as the Functions host does, per host.json `messageEncoding`), so
 these clients send and receive the wire text untouched; a poison copy is then byte-for-byte intact.
@@ -14,7 +14,9 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY, HOST, AzuritePorts
@@ -47,28 +49,45 @@ def encode_message(body: bytes, *, base64_encoding: bool) -> str:
 
 
 class _Account:
-    """One storage account's queue service."""
+    """One storage account's queue service (and the credential it owns)."""
 
     def __init__(self, connection: str, environ: Mapping[str, str]) -> None:
+        self.credential: AsyncTokenCredential | None = None
+        self.service = self._service(connection, environ)
+        self.queues: dict[str, QueueClient] = {}
+
+    def _service(self, connection: str, environ: Mapping[str, str]) -> QueueServiceClient:
         value = environ.get(connection, "").strip()
-        if not value:
-            raise HostConfigError(
-                f"{connection} is required: a storage connection string or "
-                "UseDevelopmentStorage=true"
-            )
         if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
             value = development_connection_string()
-        try:
-            self.service = QueueServiceClient.from_connection_string(value, **_CLIENT_OPTIONS)
-        except ValueError:  # its message may quote the account key
+        if value:
+            try:
+                return QueueServiceClient.from_connection_string(value, **_CLIENT_OPTIONS)
+            except ValueError:  # its message may quote the account key
+                raise HostConfigError(
+                    f"{connection} is malformed: expected a storage connection string "
+                    "or UseDevelopmentStorage=true"
+                ) from None
+        prefix = connection + "__"
+        account = environ.get(prefix + "accountName", "").strip()
+        uri = environ.get(prefix + "queueServiceUri", "").strip()
+        uri = uri or (f"https://{account}.queue.core.windows.net" if account else "")
+        if not uri:
             raise HostConfigError(
-                f"{connection} is malformed: expected a storage connection string "
-                "or UseDevelopmentStorage=true"
-            ) from None
-        self.queues: dict[str, QueueClient] = {}
+                f"{connection} is required: a connection string, UseDevelopmentStorage=true, "
+                f"or {prefix}accountName (or {prefix}queueServiceUri)"
+            )
+        client_id = environ.get(prefix + "clientId", "").strip() or None
+        if environ.get(prefix + "credential", "").strip().lower() == "managedidentity":
+            self.credential = ManagedIdentityCredential(client_id=client_id)
+        else:
+            self.credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return QueueServiceClient(uri, credential=self.credential, **_CLIENT_OPTIONS)
 
     async def close(self) -> None:
         await self.service.close()
+        if self.credential is not None:
+            await self.credential.close()
 
 
 class QueueClients:
