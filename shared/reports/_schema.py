@@ -1,6 +1,7 @@
-"""The status report of DESIGN.md: validation that names every failing field, and canonical JSON.
+"""The status report of docs/contract.md: validation that names every failing field, and
+canonical JSON.
 
-Choices where DESIGN.md is silent (documented in the README):
+Choices where the contract is silent (documented in the README):
 - `reportedAt` must carry a UTC designator or an offset (`Z`, `+02:00`); a naive time is rejected
   because it cannot be ordered against other devices' reports. Offsets are normalised to UTC.
   A time more than `MAX_CLOCK_SKEW` ahead of the service clock is rejected, and so is one before
