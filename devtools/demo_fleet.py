@@ -33,8 +33,8 @@ from shared.storage import Storage, StorageConfig
 
 DEMO_DEVICES: Final = 240
 READY_WITHIN_SECONDS: Final = 180.0
-# Recorded dsregcmd outputs (the parser's test data), retargeted to the demo tenant below.
-_SAMPLES: Final = Path(__file__).parents[1] / "tests" / "reports" / "data"
+# Recorded `dsregcmd /status` outputs (the tests read them too), retargeted to the demo tenant.
+_SAMPLES: Final = Path(__file__).parent / "samples"
 # (share of the fleet, stage, ccmsetup exit code, dsregcmd sample, install error)
 _MIX: Final = (
     (0.70, "installed", 0, "entra_joined", None),

@@ -26,7 +26,7 @@ from tests.support.devhost import REPO_ROOT, DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
 
 MODES = ("device", "user", "device+user")
-DSREGCMD = REPO_ROOT / "tests" / "reports" / "data" / "dsregcmd_hybrid_joined.txt"
+DSREGCMD = REPO_ROOT / "devtools" / "samples" / "dsregcmd_hybrid_joined.txt"
 BASH = shutil.which("bash") or "/bin/bash"
 
 

@@ -27,7 +27,7 @@ from tests.support.settings import SERVER_APP_ID, TENANT_ID
 
 __all__ = ["entra_issuer"]
 
-DATA = Path(__file__).parents[1] / "reports" / "data"
+DATA = Path(__file__).parents[2] / "devtools" / "samples"
 
 
 def dsregcmd(name: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from tests.reports.helpers import (
 from tests.support.devhost import REPO_ROOT
 from tests.support.settings import TENANT_ID
 
-DATA = REPO_ROOT / "tests" / "reports" / "data"
+DATA = REPO_ROOT / "devtools" / "samples"
 
 
 DEVICE_TOKEN = object()
