@@ -34,7 +34,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 run: setup
-	$(PY) -m devhost.run --port $(PORT)
+	$(PY) -m devtools.run --port $(PORT)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -49,16 +49,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devhost.azurite import running_azurite
+from devtools.devices import DeviceIdentity
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.auth import PROOF_HEADER, ProofRequest, ProofVerifier, close_device_authenticator
 from shared.names import AAD_GROUP_MEMBERS
 from shared.profiles import Overrides, Profile, applied_profile, save_profile
 from shared.settings import get_settings
 from shared.storage import Storage, StorageConfig, get_storage
-from tests.fakes.entra import EntraIssuer
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
-from tests.support.devices import DeviceIdentity
 from tests.support.settings import RESOURCE_URI, SERVER_APP_ID, product_env
 
 HANDLER_HOST = "127.0.0.1:7071"

@@ -25,13 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devhost.azurite import running_azurite
+from devtools.demo_fleet import demo_reports
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS
 from shared.reports import parse_report
 from shared.reports._entities import latest_properties
 from shared.reports._views import _OVERVIEW_COLUMNS
 from shared.storage import Storage
-from tests.fakes.demo_fleet import demo_reports
-from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import SERVER_APP_ID, TENANT_ID, product_env
 from tests.support.storage import storage_on

@@ -4,10 +4,10 @@
     .venv/bin/python -m bench.discovery [--users 20000] [--groups 2000] [--memberships 100000]
         [--only users|groups]
 
-Against its own Azurite and the loopback Graph + managed-identity fakes (tests/fakes), in this
+Against its own Azurite and the loopback Graph + managed-identity fakes (devtools/fakes), in this
 process. Prints users/s of the full run next to the raw Azurite ceiling for the same entities
 (batch upserts of 100, the same transactions in flight) measured in the same run, peak RSS
-during the run, and the Graph requests of the delta and of both full strategies. For groups:
+during the run, and the Graph requests of the full run and of the delta. For groups:
 rows/s (groups + memberships) of the full run beside the ceiling of the same rows written
 raw (one transaction per group's members, as a group is one partition), the delta's time and
 the Graph requests of each.
@@ -27,13 +27,13 @@ from typing import Any
 import psutil
 
 from devhost.azurite import running_azurite
-from shared.discovery import DiscoveryConfig, FullStrategy, run_discovery
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.graph_groups import MemberType
+from devtools.fakes.identity import FakeManagedIdentity
+from shared.discovery import DiscoveryConfig, run_discovery
 from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
 from shared.storage import Storage
-from tests.fakes.graph import FakeGraph
-from tests.fakes.graph_groups import MemberType
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.storage import storage_on
 
 DELTA_CHANGES = 10
@@ -84,11 +84,9 @@ async def ceiling(storage: Storage, graph: FakeGraph) -> float:
     return len(entities) / (time.perf_counter() - started)
 
 
-async def full_run(
-    storage: Storage, graph: FakeGraph, strategy: FullStrategy
-) -> tuple[str, float, int]:
+async def full_run(storage: Storage, graph: FakeGraph) -> tuple[str, float, int]:
     tenant = str(uuid.uuid4())
-    config = DiscoveryConfig(tenant, graph.graph_base_url, 3600, 600, strategy)
+    config = DiscoveryConfig(tenant, graph.graph_base_url, 3600, 600)
     graph.stats.requests.clear()
     started = time.perf_counter()
     result = await run_discovery("full", "bench", config, storage=storage)
@@ -109,7 +107,7 @@ async def users_bench(users: int) -> None:
             ceiling_before = await ceiling(storage, graph)
             baseline = psutil.Process().memory_info().rss
             (tenant, elapsed, requests), peak = await peak_rss_during(
-                lambda: full_run(storage, graph, "latest-then-list")
+                lambda: full_run(storage, graph)
             )
             rate = users / elapsed
             # The machine is shared and noisy: measure the ceiling on both sides, keep the best.
@@ -123,9 +121,6 @@ async def users_bench(users: int) -> None:
             delta = await run_discovery("delta", "bench", config, storage=storage)
             delta_seconds = time.perf_counter() - started
             delta_requests = sum(graph.stats.requests.values())
-            _, scratch_seconds, scratch_requests = await full_run(
-                storage, graph, "delta-from-scratch"
-            )
     print(f"full discovery, {users} users (latest-then-list): {elapsed:.1f} s, {rate:.0f} users/s")
     print(
         f"raw Azurite batch-upsert ceiling, same entities: {ceiling_rate:.0f} users/s "
@@ -137,8 +132,7 @@ async def users_bench(users: int) -> None:
         f"({(peak - baseline) / 2**20:+.0f} MiB over the {baseline / 2**20:.0f} MiB before it, "
         "which holds the fake directory)"
     )
-    print(f"full run Graph requests: latest-then-list {requests}, from-scratch {scratch_requests}")
-    print(f"full run from /users/delta from scratch: {scratch_seconds:.1f} s")
+    print(f"full run Graph requests: {requests}")
     print(
         f"delta of {DELTA_CHANGES} changes: {delta.status}, {delta_requests} Graph request(s), "
         f"{delta_seconds:.2f} s"

@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 
 from devhost.azurite import running_azurite
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.reports import parse_report
 from shared.reports._entities import history_entity, latest_properties
 from shared.storage import Storage
-from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
 from tests.support.storage import storage_on

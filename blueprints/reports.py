@@ -1,4 +1,4 @@
-"""The reports capability's triggers (issue 5). Thin adapters over `shared.reports`.
+"""The reports capability's triggers. Thin adapters over `shared.reports`.
 
 - `reports`: `POST /api/reports`, a device's status report, enqueued on `device-status`.
 - `record_status`: queue trigger on `device-status`, records each report exactly once in effect.

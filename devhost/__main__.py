@@ -12,9 +12,7 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
-from typing import NoReturn
 
 from devhost.config import HostConfigError, load_local_settings, local_settings_disabled
 
@@ -97,14 +95,5 @@ def advertised_host(bind: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def exit_process(code: int) -> NoReturn:
-    """Exit; without waiting for a synchronous function still running past the grace period."""
-    logging.shutdown()
-    if any(thread.name.startswith("function") for thread in threading.enumerate()):
-        sys.stdout.flush()
-        os._exit(code)
-    raise SystemExit(code)
-
-
 if __name__ == "__main__":
-    exit_process(main())
+    sys.exit(main())

@@ -1,4 +1,9 @@
-"""Import `function_app.app`, index its functions once and resolve their bindings."""
+"""Import `function_app.app`, index its functions once and resolve their bindings.
+
+What the host takes from the app module: `app` (an `azure.functions.FunctionApp`) and, optionally,
+`shutdown`, an `async def shutdown() -> None` the host awaits once when it stops, after the last
+invocation, on the loop the functions ran on (to close the clients the app opened).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import importlib
 import inspect
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,16 +39,12 @@ class FunctionSpec:
     name: str
     trigger: Mapping[str, Any]
     outputs: tuple[Mapping[str, Any], ...]
-    handler: Callable[..., Any]
+    handler: Callable[..., Awaitable[Any]]
     parameters: frozenset[str]
 
     @property
     def trigger_type(self) -> str:
         return str(self.trigger["type"])
-
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.handler)
 
 
 def connection_setting(binding: Mapping[str, Any]) -> str:
@@ -51,7 +52,13 @@ def connection_setting(binding: Mapping[str, Any]) -> str:
     return str(binding.get("connection") or DEFAULT_CONNECTION)
 
 
-def load_functions(script_root: Path, environ: Mapping[str, str]) -> list[FunctionSpec]:
+@dataclass(frozen=True, slots=True)
+class LoadedApp:
+    functions: list[FunctionSpec]
+    shutdown: Callable[[], Awaitable[None]] | None
+
+
+def load_app(script_root: Path, environ: Mapping[str, str]) -> LoadedApp:
     """Import `function_app` from `script_root` and index it (`get_functions()` may run once)."""
     root = str(script_root.resolve())
     if root not in sys.path:
@@ -60,7 +67,11 @@ def load_functions(script_root: Path, environ: Mapping[str, str]) -> list[Functi
     app = getattr(module, "app", None)
     if not isinstance(app, func.FunctionApp):
         raise HostConfigError(f"{script_root}/function_app.py defines no `app = FunctionApp()`")
-    return [_spec(function, environ) for function in app.get_functions()]
+    shutdown = getattr(module, "shutdown", None)
+    if shutdown is not None and not inspect.iscoroutinefunction(shutdown):
+        raise HostConfigError(f"{script_root}/function_app.py: `shutdown` is not an async def")
+    functions = [_spec(function, environ) for function in app.get_functions()]
+    return LoadedApp(functions, shutdown)
 
 
 def _spec(function: func.Function, environ: Mapping[str, str]) -> FunctionSpec:
@@ -82,6 +93,8 @@ def _spec(function: func.Function, environ: Mapping[str, str]) -> FunctionSpec:
                 f"function '{name}': the development host has no {output['type']} output binding"
             )
     handler = function.get_user_function()
+    if not inspect.iscoroutinefunction(handler):
+        raise HostConfigError(f"function '{name}': the development host runs `async def` only")
     return FunctionSpec(
         name=name,
         trigger=trigger,

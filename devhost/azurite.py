@@ -1,6 +1,6 @@
 """Start the project's pinned Azurite (blob, queue, table) on loopback and stop it on exit.
 
-Used by `make run` (through `devhost.run`), by the tests' session fixture and by the benchmarks.
+Used by `make run` (through `devtools.run`), by the tests' session fixture and by the benchmarks.
 `python -m devhost.azurite` runs it in the foreground on the default ports.
 """
 

@@ -20,7 +20,7 @@ from devhost.app_index import (
     TIMER_TRIGGER,
     FunctionSpec,
     connection_setting,
-    load_functions,
+    load_app,
 )
 from devhost.config import HostConfigError, HostOptions
 from devhost.eventgrid import EventGridWebhook, event_datum
@@ -29,9 +29,6 @@ from devhost.invoke import InvocationError, Invoker
 from devhost.queues import QueueListener, admin_message
 from devhost.storage_clients import QueueClients
 from devhost.timers import TimerSchedule, timer_datum
-from shared.auth import close_device_authenticator
-from shared.errors import SettingError
-from shared.storage import get_storage
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
@@ -46,7 +43,9 @@ class DevHost:
         self.options = HostOptions.load(script_root)
         self.host = host
         self.port = port
-        specs = load_functions(script_root, environ)
+        loaded = load_app(script_root, environ)
+        specs = loaded.functions
+        self._app_shutdown = loaded.shutdown
         self.specs = {spec.name: spec for spec in specs}
         self.clients = QueueClients(environ)
         for spec in specs:
@@ -143,9 +142,17 @@ class DevHost:
             *(listener.drain(deadline) for listener in self.listeners),
         )
         await self.clients.close()
-        await _close_app_storage()
-        self.invoker.close()
+        await self._shut_app_down()
         log.info("Host stopped")
+
+    async def _shut_app_down(self) -> None:
+        """The app's `shutdown` hook; a failure there is logged, the host still stops."""
+        if self._app_shutdown is None:
+            return
+        try:
+            await self._app_shutdown()
+        except Exception:
+            log.exception("the app's shutdown hook failed")
 
     async def _finish(self, tasks: list[asyncio.Task[None]], deadline: float) -> None:
         """Timer runs and admin runs get the grace period, then are cancelled."""
@@ -158,14 +165,6 @@ class DevHost:
             task.cancel()
         if unfinished:
             await asyncio.wait(unfinished, timeout=5)
-
-
-async def _close_app_storage() -> None:
-    """Close the clients the app's functions opened on this loop through `shared.storage` (and
-    the Graph client device proofs read devices with)."""
-    with contextlib.suppress(SettingError):
-        await close_device_authenticator()
-        await get_storage().close()
 
 
 def _json_object(payload: str) -> dict[str, object]:

@@ -8,14 +8,10 @@ after the function returned successfully; if sending fails the invocation fails.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import json
 import logging
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -53,7 +49,7 @@ class _Out(func.Out[T], Generic[T]):
 
 
 @dataclass(slots=True)
-class Outcome:
+class InvocationResult:
     """What an invocation produced: the encoded outputs by binding name (`$return` included)."""
 
     invocation_id: str
@@ -61,27 +57,26 @@ class Outcome:
 
 
 class Invoker:
-    """Runs functions: `async def` ones on the host's loop, plain ones on a thread pool."""
+    """Runs the app's `async def` functions on the host's loop."""
 
-    def __init__(self, queues: QueueClients, *, queue_base64: bool, max_workers: int = 16) -> None:
+    def __init__(self, queues: QueueClients, *, queue_base64: bool) -> None:
         self._queues = queues
         self._queue_base64 = queue_base64
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="function")
 
     async def invoke(
         self,
         spec: FunctionSpec,
         data: meta.Datum,
         trigger_metadata: Mapping[str, meta.Datum] | None = None,
-    ) -> Outcome:
-        outcome = Outcome(invocation_id=str(uuid.uuid4()))
+    ) -> InvocationResult:
+        outcome = InvocationResult(invocation_id=str(uuid.uuid4()))
         outs = {str(b["name"]): _Out[Any]() for b in spec.outputs if b["name"] != RETURN}
         log.info("Executing '%s'", spec.name, extra={"invocationId": outcome.invocation_id})
         trigger_value = self._decode(spec, data, trigger_metadata, outcome.invocation_id)
         try:
             arguments: dict[str, Any] = {str(spec.trigger["name"]): trigger_value}
             arguments.update({name: out for name, out in outs.items() if name in spec.parameters})
-            returned = await self._call(spec, arguments)
+            returned = await spec.handler(**arguments)
             outcome.outputs = self._encode_outputs(spec, outs, returned)
             await self._send_queue_outputs(spec, outcome.outputs)
         except Exception as error:
@@ -115,13 +110,6 @@ class Invoker:
             )
             raise UnreadableTrigger(spec.name, type(error).__name__) from error
 
-    async def _call(self, spec: FunctionSpec, arguments: dict[str, Any]) -> Any:
-        if spec.is_async:
-            return await spec.handler(**arguments)
-        call = functools.partial(spec.handler, **arguments)
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, call)
-
     @staticmethod
     def _encode_outputs(
         spec: FunctionSpec, outs: Mapping[str, _Out[Any]], returned: Any
@@ -151,9 +139,6 @@ class Invoker:
                 _queue_bodies(datum),
                 base64_encoding=self._queue_base64,
             )
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _queue_bodies(datum: meta.Datum) -> list[bytes]:

@@ -30,7 +30,6 @@ from devhost.app_index import FunctionSpec, connection_setting
 from devhost.config import QueueOptions
 from devhost.invoke import InvocationError, Invoker
 from devhost.storage_clients import QueueClients
-from shared.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class QueueListener:
                 client = await self._clients.queue(self.connection, self.queue_name)
                 messages = await self._fetch(client)
                 warned = False
-            except (StorageUnavailable, AzureError) as error:
+            except (AzureError, OSError) as error:  # OSError: Azurite not listening
                 if not warned:
                     log.warning(
                         "queue '%s' is not reachable (%s); retrying",

@@ -1,28 +1,22 @@
-"""HTTP trigger route templates (`devices/{id:guid}`, `files/{*path}`, `runs/{id?}`) as regexes.
+"""HTTP trigger route templates (`runs`, `devices/{deviceId}`, `jwks/{variant?}`) as regexes.
 
-Literal segments win over parameters, parameters with a constraint over plain ones, catch-alls
-last, as ASP.NET routing orders them. Constraints `guid`, `int`, `long`, `bool`, `alpha` are
-enforced (a mismatch is a 404, as in Azure); any other constraint is ignored.
+Literal segments win over parameters, as ASP.NET routing orders them. What the app's routes use
+and nothing more: route constraints (`{id:guid}`), defaults and catch-alls (`{*path}`) are refused
+at start-up rather than half-served.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+
+from devhost.config import HostConfigError
 
 _PARAMETER = re.compile(r"\{([^{}]+)\}")
-_CONSTRAINTS: Final[Mapping[str, str]] = {
-    "guid": r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
-    r"|\{[0-9A-Fa-f-]{36}\}",
-    "int": r"-?\d+",
-    "long": r"-?\d+",
-    "bool": r"(?i:true|false)",
-    "alpha": r"[A-Za-z]+",
-}
-# Sort keys per segment: literal < constrained parameter < parameter < catch-all.
-_LITERAL, _CONSTRAINED, _PLAIN, _CATCH_ALL = range(4)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\??")
+# Sort keys per segment: a literal before a parameter.
+_LITERAL, _PLAIN = range(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +50,8 @@ def compile_route(function: str, template: str, methods: Iterable[str] | None) -
     position = 0
     for found in _PARAMETER.finditer(template):
         literal = template[position : found.start()]
-        name, optional, kind, expression = _parameter(found.group(1))
+        name, optional = _parameter(function, found.group(1))
+        kind, expression = _PLAIN, "[^/]+"
         if optional and literal.endswith("/") and found.end() == len(template):
             # "runs/{id?}" also matches "runs": the slash goes with the optional value.
             pieces.append(_literal(literal[:-1]))
@@ -84,19 +79,14 @@ def _literal(text: str) -> str:
     return f"(?i:{re.escape(text)})" if text else ""
 
 
-def _parameter(spec: str) -> tuple[str, bool, int, str]:
-    """(name, optional, precedence kind, regex) for the text inside `{...}`."""
-    catch_all = spec.startswith("*")
-    spec, _, default = spec.lstrip("*").partition("=")
-    optional = spec.endswith("?") or bool(default) or catch_all
-    name, *constraints = spec.rstrip("?").split(":")
-    if catch_all:
-        return name, optional, _CATCH_ALL, ".*"
-    known = [c.split("(")[0].lower() for c in constraints]
-    expressions = [_CONSTRAINTS[c] for c in known if c in _CONSTRAINTS]
-    if expressions:
-        return name, optional, _CONSTRAINED, f"(?:{expressions[0]})"
-    return name, optional, _PLAIN, "[^/]+"
+def _parameter(function: str, spec: str) -> tuple[str, bool]:
+    """(name, optional) for the text inside `{...}`: `name` or `name?`."""
+    if not _NAME.fullmatch(spec):
+        raise HostConfigError(
+            f"function '{function}': route parameter {{{spec}}}: the development host serves "
+            "plain and optional parameters only"
+        )
+    return spec.rstrip("?"), spec.endswith("?")
 
 
 class RouteTable:

@@ -33,6 +33,11 @@ def checked_schedule(spec: FunctionSpec) -> str:
             f"function '{spec.name}': schedule {expression!r} is not a six-field NCRONTAB "
             "expression (second minute hour day month day-of-week)"
         )
+    if spec.trigger.get("runOnStartup"):
+        raise HostConfigError(
+            f"function '{spec.name}': the development host does not run timers on start-up "
+            "(run one now with POST /admin/functions/NAME)"
+        )
     return expression
 
 
@@ -63,8 +68,6 @@ class TimerSchedule:
         return tick
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.spec.trigger.get("runOnStartup"):
-            await self._fire(past_due=False, last=None, next_tick=None)
         last: datetime | None = None
         due = self._next_after(datetime.now(UTC))
         while not stop.is_set():

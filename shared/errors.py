@@ -1,8 +1,11 @@
 """One exception hierarchy for the app.
 
-`BootstrapError` is the root. `SettingError` is a bad app setting; `ProblemError` and its
-subclasses are the HTTP answers of RFC 9457 (problem+json) that a handler raises and
-`shared.http` turns into a response; `StorageUnavailable` is storage that did not answer.
+`BootstrapError` is the root. `SettingError` is a bad app setting; `InvalidInput` and its
+subclasses are input from outside that cannot be read (a report, a queue message, an event);
+`ProblemError` and its subclasses are the HTTP answers of RFC 9457 (problem+json) that a handler
+raises and `shared.http` turns into a response; `StorageUnavailable` is storage that did not
+answer. Errors of one component's own operation (a lost lease, Graph refusing) are subclasses of
+`BootstrapError` next to the code that raises them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 PROBLEM_TYPE_BASE = "https://github.com/configmgr-cloud-bootstrap/problems/"
+PROBLEM_JSON = "application/problem+json"  # RFC 9457 section 3
 
 
 class BootstrapError(Exception):
@@ -43,6 +47,27 @@ class SettingError(BootstrapError):
 
 class StorageUnavailable(BootstrapError):
     """Azure Storage did not answer or refused the request in a way worth retrying."""
+
+
+class InvalidInput(BootstrapError):
+    """Input from outside that cannot be read; `str()` says what is wrong, never the input."""
+
+
+class InvalidReport(InvalidInput):
+    """A device status report breaks the schema. `errors` maps each failing field to what is
+    wrong (a JSON pointer, `/` for the whole body)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{f}: {d}" for f, d in errors.items()))
+
+
+class MalformedContinuation(InvalidInput):
+    """A `discovery-continue` message that is not `{"tenant", "mode", ["runId"], ["trigger"]}`."""
+
+
+class MalformedEvent(InvalidInput):
+    """An Event Grid event that cannot be read (never the whole payload in the message)."""
 
 
 class ProblemError(BootstrapError):

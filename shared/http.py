@@ -12,6 +12,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.errors import (
+    PROBLEM_JSON,
     ConfigurationProblem,
     ProblemError,
     ServiceUnavailable,
@@ -21,7 +22,6 @@ from shared.errors import (
 )
 from shared.times import format_utc
 
-PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger(__name__)
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]

@@ -1,4 +1,5 @@
-"""Table and queue names fixed by DESIGN.md (operators and Event Grid subscriptions use them)."""
+"""Table and queue names fixed by docs/contract.md (operators and Event Grid subscriptions use
+them)."""
 
 from typing import Final
 

@@ -11,12 +11,12 @@ from functools import cache
 from typing import Any, Final
 
 from shared.discovery import GROUPS_MAX_PAGE_SIZE, RUNS_MAX_PAGE_SIZE
+from shared.errors import PROBLEM_JSON
 from shared.profiles import PROFILES_MAX_PAGE_SIZE, PROPERTY_CHECKS
 from shared.reports import DIAGNOSES, INSTALL_CHART_DAYS, MAX_BODY_BYTES, MAX_PAGE_SIZE, STAGES
 from shared.settings import MAX_BUNDLE_TTL_MINUTES
 
 JSON: Final = "application/json"
-PROBLEM: Final = "application/problem+json"
 GUID_PATTERN: Final = "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 # RFC 3339 in UTC with Z: the one time format of every answer.
 UTC_TIME: Final = {
@@ -791,7 +791,7 @@ def _responses() -> dict[str, Any]:
         "Unavailable": "Storage, Graph or the key endpoint is down; retry after Retry-After.",
     }
     return {
-        name: {"description": text, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+        name: {"description": text, "content": {PROBLEM_JSON: {"schema": _ref("Problem")}}}
         for name, text in problems.items()
     }
 

@@ -64,7 +64,7 @@ _FALSE = frozenset({"false", "0", "no", ""})
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The app's settings, as DESIGN.md names them. Build with `Settings.from_env`."""
+    """The app's settings, as docs/contract.md names them. Build with `Settings.from_env`."""
 
     environment: str
     tenant_id: str

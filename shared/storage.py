@@ -2,8 +2,8 @@
 
 - a connection string (account key or SAS), or `UseDevelopmentStorage=true` (Azurite);
 - identity-based: `AzureWebJobsStorage__accountName`, or `__tableServiceUri` and
-  `__queueServiceUri`, authenticated with `DefaultAzureCredential` (`__clientId` selects a
-  user-assigned identity; `__credential=managedidentity` uses managed identity only).
+  `__queueServiceUri`, authenticated as the app's identity (`shared.identity`: `__clientId`
+  selects a user-assigned identity; `__credential=managedidentity` uses managed identity only).
 
 Tables and queues are created on first use. Queue messages are base64, as the Functions host
 expects by default. Clients are async and cached per event loop.
@@ -27,11 +27,11 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.data.tables.aio import TableClient, TableServiceClient
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from shared.errors import SettingError, StorageUnavailable
+from shared.identity import app_credential
 from shared.per_loop import PerLoop
 
 SETTING: Final = "AzureWebJobsStorage"
@@ -148,7 +148,9 @@ class Storage:
         else:
             assert config.table_endpoint
             assert config.queue_endpoint
-            self._credential = _credential(config)
+            self._credential = app_credential(
+                config.client_id, managed_identity_only=config.managed_identity_only
+            )
             self.tables = TableServiceClient(
                 config.table_endpoint, credential=self._credential, **table_options
             )
@@ -213,12 +215,6 @@ class Storage:
             await self._credential.close()
 
 
-def _credential(config: StorageConfig) -> AsyncTokenCredential:
-    if config.managed_identity_only:
-        return ManagedIdentityCredential(client_id=config.client_id)
-    return DefaultAzureCredential(managed_identity_client_id=config.client_id)
-
-
 @contextlib.asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turn connection failures and storage 5xx/408/429 into `StorageUnavailable`."""
@@ -238,3 +234,11 @@ _storage: PerLoop[Storage] = PerLoop(lambda: Storage(StorageConfig.from_env(os.e
 def get_storage() -> Storage:
     """The storage of this process's event loop, built from the environment on first use."""
     return _storage.get()
+
+
+async def close_storage() -> None:
+    """Close this loop's storage clients, if `get_storage()` made them."""
+    storage = _storage.peek()
+    if storage is not None:
+        _storage.discard()
+        await storage.close()

@@ -23,9 +23,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
+from shared.identity import managed_identity_client_id
+
 CONNECTION_STRING_SETTING: Final = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_STRING_SETTING: Final = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
-CLIENT_ID_SETTING: Final = "AZURE_CLIENT_ID"
 # The app's loggers: `logging.getLogger(__name__)` in these packages.
 APP_LOGGERS: Final = ("shared", "blueprints")
 REDACTED: Final = "[REDACTED]"
@@ -152,7 +153,7 @@ def entra_client_id(env: Mapping[str, str]) -> str | None:
     normalised = {key.strip().lower(): value.strip() for key, value in parts.items()}
     if normalised.get("authorization", "").upper() != "AAD":
         return None
-    return normalised.get("clientid") or env.get(CLIENT_ID_SETTING, "").strip()
+    return managed_identity_client_id(normalised.get("clientid"), env) or ""
 
 
 # Libraries that log every HTTP request at INFO: Graph page URLs (with opaque skip and delta
@@ -200,9 +201,9 @@ def _export_to_azure_monitor(env: Mapping[str, str]) -> None:
     }
     client_id = entra_client_id(env)
     if client_id is not None:
-        from azure.identity import ManagedIdentityCredential
+        from shared.identity import app_credential_sync  # loads azure-identity: only here
 
-        options["credential"] = ManagedIdentityCredential(client_id=client_id or None)
+        options["credential"] = app_credential_sync(client_id, managed_identity_only=True, env=env)
     configure_azure_monitor(**options)
     # configure_azure_monitor attaches its handler to one logger: share it with the others.
     exporters = [

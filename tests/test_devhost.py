@@ -135,14 +135,6 @@ def test_forwarded_for_keeps_what_the_client_sent_and_appends_the_peer(
     assert json.loads(body)["headers"]["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
 
 
-def test_sync_function_with_a_guid_constraint(host: DevHostProcess) -> None:
-    device = str(uuid.uuid4())
-    status, headers, body = call(host.url(f"/api/devices/{device}"))
-    assert (status, body) == (200, f"device {device}".encode())
-    assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert call(host.url("/api/devices/not-a-guid"))[0] == 404
-
-
 def assert_problem(status: int, headers: Message, body: bytes, expected: int) -> dict[str, Any]:
     """An RFC 9457 answer of the expected status; returns its members."""
     assert status == expected, body[:300]
@@ -298,7 +290,6 @@ def test_content_encoding_is_passed_through_undecoded(host: DevHostProcess) -> N
 def test_startup_listing_names_every_function_and_its_url(host: DevHostProcess) -> None:
     output = host.output()
     assert f"echo: [GET,POST] {host.base_url}/api/echo/{{name}}/{{tail?}}" in output
-    assert f"device: [GET] {host.base_url}/api/devices/{{device_id:guid}}" in output
     assert (
         f"grid: eventGridTrigger {host.base_url}/runtime/webhooks/eventgrid?functionName=grid"
         in output
@@ -325,13 +316,6 @@ def test_admin_endpoint_errors_are_problems(host: DevHostProcess) -> None:
     assert_problem(*call(host.url("/admin/functions/echo"), method="POST", body=b"{}"), 400)
     assert_problem(*call(host.url("/admin/functions/tick"), method="POST", body=b"[1"), 400)
     assert_problem(*call(host.url("/admin/functions/tick")), 405)
-
-
-def test_run_on_startup_timer_ran_once_at_start(
-    host: DevHostProcess, host_env: dict[str, str], azurite: Azurite
-) -> None:
-    [row] = wait_for(lambda: rows(azurite, host_env, "startup"), what="the startup run")
-    assert row["pastDue"] is False
 
 
 def test_admin_endpoint_runs_a_queue_function_with_its_input(

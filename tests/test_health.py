@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, free_port
-from tests.fakes.entra import ADMIN_ROLE, EntraIssuer, SigningKey, entra_issuer
+from devtools.fakes.entra import ADMIN_ROLE, EntraIssuer, SigningKey
 from tests.support.devhost import DevHostProcess
+from tests.support.issuer import entra_issuer
 from tests.support.settings import product_env
 
 __all__ = ["entra_issuer"]

@@ -17,9 +17,9 @@ from azure.storage.queue import QueueClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.azurite import ACCOUNT_KEY, Azurite, AzuriteTls, running_azurite
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.errors import SettingError
 from shared.storage import DEVELOPMENT_CONNECTION_STRING, SETTING, Storage, StorageConfig
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 from tests.support.tls import self_signed_certificate

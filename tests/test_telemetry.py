@@ -205,8 +205,8 @@ get_logger_provider().force_flush()
 def test_logs_reach_application_insights_with_entra_auth_and_without_secrets(access_token):
     """Through the real distro and exporter, to a loopback ingestion endpoint (TLS), with a
     token from a loopback App Service managed-identity endpoint."""
+    from devtools.fakes.identity import FakeManagedIdentity
     from tests.fakes.app_insights import FakeIngestion
-    from tests.fakes.identity import FakeManagedIdentity
 
     values = {
         "runId": f"run-{uuid.uuid4().hex[:12]}",

@@ -11,13 +11,13 @@ param maximumInstanceCount int
 param signingKeyId string
 @description('Epoch seconds of the first key version expiry; later versions get theirs from the rotation policy.')
 param signingKeyExpiry int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P13M'))
-@description('The DESIGN.md settings that do not depend on resources created here.')
+@description('The contract's settings (docs/contract.md) that do not depend on resources created here.')
 param appSettings object
 
 var deploymentContainerName = 'app-package-${resourceToken}'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var functionAppName = 'func-cmboot-${resourceToken}'
-// Every table and queue of DESIGN.md (shared/names.py), created here so no first request pays for it.
+// Every table and queue of docs/contract.md (shared/names.py), created here so no first request pays for it.
 var tableNames = [
   'AadUsers'
   'DiscoveryState'
@@ -397,7 +397,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // signingKeyId, so a version the rotation policy creates never signs until an operator rotates.
 var effectiveSigningKeyId = empty(signingKeyId) ? signingKey.properties.keyUriWithVersion : signingKeyId
 
-// Settings derived from the resources above; DESIGN.md settings come in through appSettings.
+// Settings derived from the resources above; the contract's settings come in through appSettings.
 var resourceSettings = {
   AzureWebJobsStorage__accountName: storage.name
   AzureWebJobsStorage__credential: 'managedidentity'

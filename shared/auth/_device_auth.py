@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Final
 
-from azure.identity.aio import DefaultAzureCredential
+from azure.core.credentials_async import AsyncTokenCredential
 
 from shared.auth._blocked import is_blocked
 from shared.auth._device_proof import ProofRequest, ProofVerifier
@@ -32,6 +32,7 @@ from shared.auth._replay import ReplayGuard, TableReplayGuard
 from shared.auth._validate import Caller
 from shared.errors import Forbidden, InvalidDeviceProof, ProblemError, ServiceUnavailable
 from shared.graph import GraphClient, GraphError
+from shared.identity import app_credential
 from shared.per_loop import PerLoop
 from shared.settings import BootstrapAuth, Settings, get_settings
 from shared.storage import get_storage
@@ -144,14 +145,14 @@ class _DeviceTrust:
 
     authenticator: DeviceAuthenticator
     graph: GraphClient
-    credential: DefaultAzureCredential
+    credential: AsyncTokenCredential
     directory: DeviceDirectory
 
     @classmethod
     def from_settings(cls) -> _DeviceTrust:
         settings = get_settings()
-        # DefaultAzureCredential: the managed identity in Azure, as discovery reads Graph.
-        credential = DefaultAzureCredential()
+        # The app's identity (the managed identity in Azure), as discovery reads Graph.
+        credential = app_credential()
         graph = GraphClient(settings.graph_base_url, credential, max_retries=0)
         tenant_id = settings.tenant_id
 

@@ -1,4 +1,5 @@
-"""Signed ccmsetup install bundles for Entra ID-authenticated devices (DESIGN.md "Bundle").
+"""Signed ccmsetup install bundles for Entra ID-authenticated devices (docs/contract.md,
+"Bundle (JWS)").
 
 request = BundleRequest.from_params(req.params)       # 400 naming the bad parameter
 bundle = await issue_bundle(caller, request, issuer=..., ip=...)   # 403 if blocked

@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from azure.core.exceptions import AzureError
-from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.keys import KeyVaultKey, KeyVaultKeyIdentifier
 from azure.keyvault.keys.aio import KeyClient
 from azure.keyvault.keys.crypto import SignatureAlgorithm
 from azure.keyvault.keys.crypto.aio import CryptographyClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from jwt.algorithms import RSAAlgorithm
 
 from shared.b64url import b64url_encode
 from shared.errors import ServiceUnavailable, SettingError
+from shared.identity import app_credential
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
@@ -63,15 +64,8 @@ class PublicKey:
         object.__setattr__(self, "kid", rfc7638_thumbprint(self.key))
 
     def jwk(self) -> dict[str, str]:
-        numbers = self.key.public_numbers()
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": self.kid,
-            "n": b64url_uint(numbers.n),
-            "e": b64url_uint(numbers.e),
-        }
+        members = rsa_jwk_members(self.key)
+        return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, **members}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +99,17 @@ def _b64json(value: Mapping[str, Any]) -> str:
     return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+def rsa_jwk_members(key: rsa.RSAPublicKey) -> dict[str, str]:
+    """`n` and `e` of the key's JWK (RFC 7518 section 6.3.1), as PyJWT exports them."""
+    exported = RSAAlgorithm.to_jwk(key, as_dict=True)
+    return {"n": str(exported["n"]), "e": str(exported["e"])}
+
+
 def rfc7638_thumbprint(key: rsa.RSAPublicKey) -> str:
-    numbers = key.public_numbers()
-    members = {"e": b64url_uint(numbers.e), "kty": "RSA", "n": b64url_uint(numbers.n)}
+    """The key's RFC 7638 thumbprint: SHA-256 of its required members, sorted, no spaces."""
+    members = {"kty": "RSA", **rsa_jwk_members(key)}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     return b64url_encode(hashlib.sha256(canonical).digest())
-
-
-def b64url_uint(value: int) -> str:
-    return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 # -- PEM ---------------------------------------------------------------------------------------
@@ -170,7 +166,7 @@ class KeyVaultKeys:
     """Key Vault access for one process: one credential and the signing client, closed together."""
 
     def __init__(self) -> None:
-        self.credential = DefaultAzureCredential()
+        self.credential = app_credential()
         self._clients: list[CryptographyClient] = []
 
     async def public_key(self, key_id: str, setting: str) -> tuple[KeyVaultKey, rsa.RSAPublicKey]:

@@ -15,11 +15,10 @@ from typing import Final
 from shared.discovery._engine import (
     DiscoveryBusy,
     DiscoveryConfig,
-    FullStrategy,
     RunResult,
     run_discovery,
 )
-from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, MalformedEvent, decide
+from shared.discovery._events import DISCOVERY_REQUESTED, EventDecision, decide
 from shared.discovery._graph import SELECT, USER_PROPERTIES
 from shared.discovery._groups_view import (
     GROUPS_MAX_PAGE_SIZE,
@@ -29,7 +28,6 @@ from shared.discovery._groups_view import (
 )
 from shared.discovery._messages import (
     Continuation,
-    MalformedContinuation,
     parse_continuation,
     send_continuation,
 )
@@ -42,7 +40,7 @@ from shared.discovery._subscriptions import (
     maintain_subscriptions,
     subscription_health,
 )
-from shared.errors import BadRequest
+from shared.errors import BadRequest, MalformedContinuation, MalformedEvent
 from shared.names import DISCOVERY_RUNS
 from shared.storage import Storage, get_storage
 
@@ -57,7 +55,6 @@ __all__ = [
     "DiscoveryBusy",
     "DiscoveryConfig",
     "EventDecision",
-    "FullStrategy",
     "GroupsPage",
     "MalformedContinuation",
     "MalformedEvent",

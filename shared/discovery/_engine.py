@@ -5,7 +5,7 @@ A run is a sequence of phases saved in `DiscoveryState`:
 - users, full: `latest` (a delta link valid from now) -> `list` (`/users?$top=999` pages) ->
   `sweep` (users this run did not stamp become deleted) -> commit the delta link. The delta link
   is taken before the enumeration, so the next delta replays any change made while it ran.
-  The other full strategy, `initial` (`/users/delta` from scratch), makes ~5x more requests.
+  `/users/delta` from scratch would make ~5x more requests (README "Discovery").
 - groups, full: `initial` (`/groups/delta` with members from scratch: Graph has no other way to
   list every group with its members in one stream) -> `sweep` -> commit the delta link.
 - delta: `delta` (follow the stored link) -> commit the new delta link.
@@ -57,8 +57,8 @@ from shared.profiles import rebuild_resolved
 from shared.settings import GroupScope, Settings
 from shared.storage import Storage, get_storage
 
-FullStrategy = Literal["latest-then-list", "delta-from-scratch"]
-Outcome = Literal["succeeded", "failed", "coalesced", "continued", "ignored"]
+# How one invocation of a discovery run ended.
+RunStatus = Literal["succeeded", "failed", "coalesced", "continued", "ignored"]
 PREFETCH_PAGES: Final = 2
 FULL_PAGES_IN_FLIGHT: Final = 2
 # Starting competes with every request of a burst for one row: retry a conflict with jitter.
@@ -78,7 +78,6 @@ class DiscoveryConfig:
     graph_base_url: str
     time_budget_seconds: float
     lease_seconds: int
-    full_strategy: FullStrategy = "latest-then-list"
     group_scope: GroupScope = "none"
     # How long the run for pending requests waits, so that the rest of a burst joins it.
     coalesce_seconds: int = 0
@@ -102,7 +101,7 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    status: Outcome
+    status: RunStatus
     run_id: str | None
     mode: Mode
     error: str | None = None
@@ -200,7 +199,7 @@ def _start(
     else:
         requests = waiting + 1
         mode = "full" if waiting_mode == "full" else mode
-    state.run = _new_run(mode, trigger, state, now, _full_phase(state.resource, config))
+    state.run = _new_run(mode, trigger, state, now, _full_phase(state.resource))
     state.run.requests = requests
     return now
 
@@ -218,10 +217,8 @@ def _new_run(
     return run
 
 
-def _full_phase(resource: Resource, config: DiscoveryConfig) -> Phase:
-    if resource == "groups" or config.full_strategy == "delta-from-scratch":
-        return "initial"
-    return "latest"
+def _full_phase(resource: Resource) -> Phase:
+    return "initial" if resource == "groups" else "latest"
 
 
 class _Invocation:
@@ -411,7 +408,7 @@ class _Invocation:
         self.run.next_link = None
         self.run.pending_delta_link = None
         self.run.sweep_stamp = f"{self.run.run_id}-full"
-        self.run.phase = _full_phase(self.resource, self.config)
+        self.run.phase = _full_phase(self.resource)
         await self._checkpoint()
 
     def _out_of_time(self) -> bool:
@@ -485,5 +482,5 @@ class _Invocation:
             self.state = await self._save(self.states.released(self.state))
         await self.runs.record(self.run, "failed", error=error)
 
-    def _result(self, status: Outcome, error: str | None = None) -> RunResult:
+    def _result(self, status: RunStatus, error: str | None = None) -> RunResult:
         return RunResult(status, self.run.run_id, self.run.mode, error)

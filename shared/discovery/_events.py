@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from shared.discovery._state import RESOURCES, Mode, Resource
-from shared.errors import BootstrapError
+from shared.errors import MalformedEvent
 
 DISCOVERY_REQUESTED: Final = "CMBootstrap.DiscoveryRequested"
 GRAPH_CHANGE_EVENTS: Final[dict[str, Resource]] = {
@@ -40,10 +40,6 @@ LIFECYCLE_EVENTS: Final[dict[str, Lifecycle]] = {
     "Microsoft.Graph.SubscriptionMissed": "missed",
 }
 _LIFECYCLE_VALUES: Final = frozenset(LIFECYCLE_EVENTS.values())
-
-
-class MalformedEvent(BootstrapError):
-    """The event cannot be read; `str()` says what is wrong (never the whole payload)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,10 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity.aio import DefaultAzureCredential
 from kiota_abstractions.method import Method
 
 from shared.graph import DeltaLinkExpired, GraphClient, GraphError, GraphNotFound
+from shared.identity import app_credential
 
 __all__ = [
     "GROUP_FILTER_LIMIT",
@@ -106,7 +106,7 @@ class DiscoveryGraph:
 async def graph_client(base_url: str) -> AsyncIterator[DiscoveryGraph]:
     """A client with the app's own identity: the managed identity in Azure (IDENTITY_ENDPOINT /
     IDENTITY_HEADER), its application permissions (User.Read.All, GroupMember.Read.All)."""
-    credential = DefaultAzureCredential()
+    credential = app_credential()
     graph = DiscoveryGraph(base_url, credential)
     try:
         yield graph

@@ -16,15 +16,12 @@ from typing import Any, Final
 
 from shared.discovery._runs import RUN_ID_PATTERN
 from shared.discovery._state import RESOURCES, Mode, Resource
+from shared.errors import MalformedContinuation
 from shared.names import DISCOVERY_CONTINUE_QUEUE
 from shared.storage import Storage, get_storage, translate_errors
 
 PENDING: Final = "pending"
 TRIGGERS: Final = frozenset({"continuation", "eventgrid", PENDING})
-
-
-class MalformedContinuation(ValueError):
-    """A `discovery-continue` message that is not `{"tenant", "mode", ["runId"], ["trigger"]}`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,14 @@
 The public surface the blueprints use; the modules behind it are private.
 """
 
+from shared.errors import InvalidReport
 from shared.reports._diagnosis import CATALOGUE as DIAGNOSES
 from shared.reports._diagnosis import Diagnosis, diagnose
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
 from shared.reports._message import PROVENANCE_FIELD, parse_message, queue_message
-from shared.reports._recorder import Outcome, StatusContention, record_message, record_report
+from shared.reports._recorder import RecordOutcome, StatusContention, record_message, record_report
 from shared.reports._schema import (
     STAGES,
-    InvalidReport,
     StatusReport,
     parse_report,
     parse_report_text,
@@ -39,7 +39,7 @@ __all__ = [
     "DevicePage",
     "Diagnosis",
     "InvalidReport",
-    "Outcome",
+    "RecordOutcome",
     "StatusContention",
     "StatusReport",
     "accept_report",

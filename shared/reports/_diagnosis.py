@@ -17,21 +17,20 @@ ccmsetup needs, so its exit code says less than its join state):
 6. otherwise `in-progress`, or `failed-unexplained` for a failed report nothing explains.
 
 The explainer is pure: the caller supplies the time, the tenant and, when rule 3 needs it, what
-`AadUsers` says about the user (`UserLookup`), so each rule is tested directly on real
+`AadUsers` says about the user (a `UserState`), so each rule is tested directly on real
 `dsregcmd /status` samples.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 Severity = Literal["ok", "info", "warning", "error"]
 UserState = Literal["active", "deleted", "absent"]
-UserLookup = Callable[[str], Awaitable[UserState]]
 
 # 0x87D00231 as a signed 32-bit value, the form reports keep (see `_schema`).
 TOKEN_NOT_ACCEPTED: Final = 0x87D00231 - 2**32
@@ -225,10 +224,6 @@ _EXIT_CODES: Final = {
     9: "prerequisite-failure",
     10: "manifest-hash-failure",
 }
-
-
-def diagnosis_codes() -> tuple[str, ...]:
-    return tuple(CATALOGUE)
 
 
 def needs_user_lookup(state: Mapping[str, Any]) -> str | None:

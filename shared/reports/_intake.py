@@ -13,10 +13,10 @@ import logging
 from typing import Final
 
 from shared.auth import AuthenticatedDevice
-from shared.errors import BadRequest, Forbidden, PayloadTooLarge
+from shared.errors import BadRequest, Forbidden, InvalidReport, PayloadTooLarge
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports._message import queue_message
-from shared.reports._schema import InvalidReport, StatusReport, parse_report_text
+from shared.reports._schema import StatusReport, parse_report_text
 from shared.storage import get_storage, translate_errors
 
 MAX_BODY_BYTES: Final = 64 * 1024

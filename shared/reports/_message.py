@@ -16,8 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from shared.errors import InvalidReport
 from shared.ids import parse_guid
-from shared.reports._schema import InvalidReport, StatusReport, parse_report
+from shared.reports._schema import StatusReport, parse_report
 from shared.settings import BOOTSTRAP_AUTH_MODES
 
 PROVENANCE_FIELD: Final = "authentication"

@@ -41,12 +41,12 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.errors import BootstrapError
+from shared.errors import BootstrapError, InvalidReport
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY, DEVICE_STATUS_QUEUE
 from shared.reports._entities import history_entity, history_row_key, latest_properties
 from shared.reports._message import parse_message
 from shared.reports._rejected import reject_message
-from shared.reports._schema import InvalidReport, StatusReport
+from shared.reports._schema import StatusReport
 from shared.storage import Storage, get_storage, translate_errors
 
 COUNTED_IDS_KEPT: Final = 32
@@ -57,7 +57,9 @@ MAX_WRITE_ATTEMPTS: Final = 40
 _log = logging.getLogger(__name__)
 
 
-class Outcome(enum.Enum):
+class RecordOutcome(enum.Enum):
+    """What recording one status message did."""
+
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
@@ -74,7 +76,7 @@ async def record_message(
     dequeue_count: int | None,
     queue: str | None = None,
     storage: Storage | None = None,
-) -> Outcome:
+) -> RecordOutcome:
     """Record one `device-status` message, or keep it in `RejectedReports` if it is no report.
 
     `storage` defaults to this loop's (`get_storage()`); tests pass their own."""
@@ -89,7 +91,7 @@ async def record_message(
             queue=queue or DEVICE_STATUS_QUEUE,
             storage=storage,
         )
-        return Outcome.REJECTED
+        return RecordOutcome.REJECTED
     return await record_report(
         report, message_id=message_id, provenance=provenance, storage=storage
     )
@@ -101,7 +103,7 @@ async def record_report(
     message_id: str | None = None,
     provenance: Mapping[str, str] | None = None,
     storage: Storage | None = None,
-) -> Outcome:
+) -> RecordOutcome:
     """Record one report; `provenance` (auth, certThumbprint, oid) says how its sender was
     authenticated and is kept on its history row and, while it is the newest, the status row."""
     properties = _provenance_properties(provenance)
@@ -112,14 +114,14 @@ async def record_report(
     async with translate_errors():
         if await _insert_history(history, report, message_id, properties):
             _log.info("duplicate report ignored", extra=ids)
-            return Outcome.DUPLICATE
+            return RecordOutcome.DUPLICATE
         await _fold_into_status(status, report, properties)
         await history.update_entity(
             {"PartitionKey": report.device_id, "RowKey": history_row_key(report), "counted": True},
             mode=UpdateMode.MERGE,
         )
     _log.info("report recorded", extra={**ids, "tenantId": report.tenant_id})
-    return Outcome.RECORDED
+    return RecordOutcome.RECORDED
 
 
 def _provenance_properties(provenance: Mapping[str, str] | None) -> dict[str, str | None]:

@@ -1,6 +1,7 @@
-"""The status report of DESIGN.md: validation that names every failing field, and canonical JSON.
+"""The status report of docs/contract.md: validation that names every failing field, and
+canonical JSON.
 
-Choices where DESIGN.md is silent (documented in the README):
+Choices where the contract is silent (documented in the README):
 - `reportedAt` must carry a UTC designator or an offset (`Z`, `+02:00`); a naive time is rejected
   because it cannot be ordered against other devices' reports. Offsets are normalised to UTC.
   A time more than `MAX_CLOCK_SKEW` ahead of the service clock is rejected, and so is one before
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from shared.errors import InvalidReport
 from shared.ids import parse_guid
 from shared.times import format_utc
 
@@ -66,14 +68,6 @@ _REQUIRED: Final = (
 # userObjectId: the user whose token the client used; installErrorCode: the last error the
 # client logged (ClientIDManagerStartup.log, the ESP's ConfigMgr step), e.g. 0x87D00231.
 _OPTIONAL: Final = ("dsregcmd", "userObjectId", "installErrorCode")
-
-
-class InvalidReport(ValueError):
-    """The report breaks the schema. `errors` maps each failing field to what is wrong."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{f}: {d}" for f, d in errors.items()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.azurite import Azurite, running_azurite
-from tests.fakes.entra import entra_issuer, fresh_entra_issuer
+from tests.support.issuer import entra_issuer, fresh_entra_issuer
 
 __all__ = ["entra_issuer", "fresh_entra_issuer", "private_azurite"]
 

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import jwt
 
+from devtools.fakes.entra import EntraIssuer
 from shared.names import BUNDLE_ISSUANCE
 from shared.storage import Storage
-from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID
 

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devhost.azurite import Azurite
+from devtools.fakes.entra import EntraIssuer, SigningKey
 from shared.names import BLOCKED_DEVICES
 from tests.bundles.helpers import BundleService, verify_with_jwks
 from tests.bundles.windows_argv import split_windows_command_line
-from tests.fakes.entra import EntraIssuer, SigningKey
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 from tests.support.settings import (
     CCM_HOSTNAME,
@@ -378,7 +378,7 @@ async def test_bad_token_is_401_invalid_token_and_not_audited(service: BundleSer
     response = await service.get_bundle(device, token)
 
     if attack == "100 KB" and response.status_code == 431:
-        return  # DESIGN.md: a token too large for the HTTP layer may get 431
+        return  # docs/contract.md: a token too large for the HTTP layer may get 431
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == INVALID_TOKEN
     assert response.headers["Content-Type"].startswith("application/problem+json")

@@ -23,9 +23,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.azurite import Azurite
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.identity import FakeManagedIdentity
 from tests.bundles.helpers import BundleService, verify_with_jwks
-from tests.fakes.entra import EntraIssuer
-from tests.fakes.identity import FakeManagedIdentity
 from tests.fakes.keyvault import RESOURCE, FakeKeyVault
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env

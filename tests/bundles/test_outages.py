@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devhost.azurite import Azurite, running_azurite
-from tests.fakes.entra import EntraIssuer
+from devtools.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 

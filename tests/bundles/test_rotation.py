@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from client.cmbootstrap_client import main as client_main
 from devhost.azurite import Azurite
+from devtools.fakes.entra import EntraIssuer
 from shared.bundles import PublicKey
-from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 import httpx
 import pytest
 
+from devtools.fakes.entra import EntraIssuer, SigningKey
 from shared.auth import TenantKeyCache, TokenValidator, v1_issuer
 from shared.errors import ServiceUnavailable, Unauthorized
 from tests.bundles.test_token_validation import FakeClock
-from tests.fakes.entra import EntraIssuer, SigningKey
 from tests.support.settings import RESOURCE_URI, SERVER_APP_ID, TENANT_ID
 
 HOUR = 3600.0

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
+from devtools.fakes.entra import EntraIssuer, SigningKey
 from shared.auth import TenantKeyCache, TokenValidator
 from shared.errors import ServiceUnavailable, Unauthorized
-from tests.fakes.entra import EntraIssuer, SigningKey
 from tests.support.settings import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
 
 

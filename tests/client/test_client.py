@@ -34,11 +34,11 @@ from client.cmbootstrap_client import (
     read_pin,
     write_pin,
 )
+from devtools.devices import DeviceIdentity
+from devtools.loopback import LoopbackServer
 from shared.auth import ProofRequest, ProofVerifier, registered_key_matches
 from shared.bundles import PublicKey, SigningKey, SigningKeys, sign_compact_jws, sign_jwks
 from tests.support.devhost import REPO_ROOT
-from tests.support.devices import DeviceIdentity
-from tests.support.loopback import LoopbackServer
 
 NOW = int(time.time())
 API = "https://cmboot.contoso.example/api"

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import Azurite, free_port, running_azurite
-from tests.fakes.demo import demo_device, demo_servers
+from devtools.demo import demo_device, demo_servers
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
 
 MODES = ("device", "user", "device+user")
-DSREGCMD = REPO_ROOT / "tests" / "reports" / "data" / "dsregcmd_hybrid_joined.txt"
+DSREGCMD = REPO_ROOT / "devtools" / "samples" / "dsregcmd_hybrid_joined.txt"
 BASH = shutil.which("bash") or "/bin/bash"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from client.dsregcmd import parse_dsregcmd
+from devtools.fakes.entra import EntraIssuer
 from shared.ids import inverted_ticks
 from shared.names import (
     AAD_GROUP_MEMBERS,
@@ -26,7 +27,6 @@ from shared.names import (
     DEVICE_STATUS,
     DISCOVERY_RUNS,
 )
-from tests.fakes.entra import EntraIssuer, entra_issuer
 from tests.reports.helpers import (
     Service,
     enqueue,
@@ -36,11 +36,12 @@ from tests.reports.helpers import (
     service_on_own_azurite,
     wait_for,
 )
+from tests.support.issuer import entra_issuer
 from tests.support.settings import SERVER_APP_ID, TENANT_ID
 
 __all__ = ["entra_issuer"]
 
-DATA = Path(__file__).parents[1] / "reports" / "data"
+DATA = Path(__file__).parents[2] / "devtools" / "samples"
 # A user in the group of the fleet's one install profile.
 PROFILED_USER = "6a1d3c5e-2b4f-4a8c-9e0d-1f2a3b4c5d6e"
 

@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from devtools.demo_fleet import DEMO_DEVICES, demo_reports
 from shared.reports import diagnose, parse_report
-from tests.fakes.demo_fleet import DEMO_DEVICES, demo_reports
 
 TENANT_ID = str(uuid.uuid4())  # not the tenant the dsregcmd samples were recorded in
 

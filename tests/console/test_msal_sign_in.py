@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from playwright.async_api import Page, Request, Route, async_playwright
 
+from devtools.fakes.entra import EntraIssuer
 from shared.console import console_config, security_headers
 from shared.settings import Settings
 from tests.console.conftest import Fleet
 from tests.console.test_browser import ARTIFACTS, CHROMIUM, FLAGS, WAIT_MS, rendered, screenshot
-from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import http
 from tests.support.settings import RESOURCE_URI, SERVER_APP_ID, TENANT_ID, product_env
 

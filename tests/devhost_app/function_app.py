@@ -40,16 +40,9 @@ async def echo(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-@app.function_name("device")
-@app.route(route="devices/{device_id:guid}", methods=["GET"])
-def device(req: func.HttpRequest) -> func.HttpResponse:
-    """Synchronous on purpose: runs on the host's thread pool."""
-    return func.HttpResponse(f"device {req.route_params['device_id']}", mimetype="text/plain")
-
-
 @app.function_name("crash")
 @app.route(route="crash", methods=["GET"])
-def crash(req: func.HttpRequest) -> func.HttpResponse:
+async def crash(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("boom")
 
 
@@ -57,12 +50,6 @@ def crash(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(schedule="%TICK_SCHEDULE%", arg_name="timer")
 async def tick(timer: func.TimerRequest) -> None:
     await record("tick", pastDue=timer.past_due)
-
-
-@app.function_name("startup")
-@app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", run_on_startup=True)
-async def startup(timer: func.TimerRequest) -> None:
-    await record("startup", pastDue=timer.past_due)
 
 
 _overrun_calls = 0
@@ -82,7 +69,7 @@ async def overrun(timer: func.TimerRequest) -> None:
 @app.function_name("relay")
 @app.queue_trigger(arg_name="msg", queue_name="%RELAY_IN_QUEUE%", connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="out", queue_name="%RELAY_OUT_QUEUE%", connection="AzureWebJobsStorage")
-def relay(msg: func.QueueMessage, out: func.Out[list[str]]) -> None:
+async def relay(msg: func.QueueMessage, out: func.Out[list[str]]) -> None:
     """Each message becomes one or several messages on the output queue."""
     text = msg.get_body().decode("utf-8")
     out.set([f"{part}|{msg.dequeue_count}" for part in text.split(",")])

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.entra import entra_issuer
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
+from tests.support.issuer import entra_issuer
 
 __all__ = ["entra_issuer"]
 

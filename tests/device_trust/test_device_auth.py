@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from azure.identity.aio import DefaultAzureCredential
 
+from devtools.devices import DeviceIdentity
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.auth import (
     DeviceAuthenticator,
     GraphDeviceDirectory,
@@ -28,9 +31,6 @@ from shared.errors import Forbidden, InvalidDeviceProof, ProblemError, ServiceUn
 from shared.graph import GraphClient
 from shared.names import DEVICE_PROOFS
 from shared.storage import Storage
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
-from tests.support.devices import DeviceIdentity
 
 HOST = "boot.contoso.com"
 URL = f"https://{HOST}/api/bundle"

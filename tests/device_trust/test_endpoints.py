@@ -25,14 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.azurite import Azurite, running_azurite
+from devtools.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.auth import MAX_PROOF_BYTES
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE, DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.storage import Storage
-from tests.fakes.entra import EntraIssuer
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
-from tests.support.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
 from tests.support.settings import TENANT_ID, product_env
 from tests.support.storage import storage_on
 

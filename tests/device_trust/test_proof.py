@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from devtools.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
 from shared.auth import MAX_PROOF_BYTES, ProofRequest, ProofVerifier
 from shared.errors import InvalidDeviceProof
-from tests.support.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
 
 HOST = "boot.contoso.com"
 URL = f"https://{HOST}/api/bundle"

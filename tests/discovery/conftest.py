@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from devhost.azurite import Azurite, running_azurite
+from devtools.fakes.graph import FakeGraph, expected_rows
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import DiscoveryConfig
 from shared.names import AAD_USERS, DISCOVERY_RUNS, DISCOVERY_STATE
 from shared.storage import Storage
-from tests.fakes.graph import FakeGraph, expected_rows
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.storage import storage_on
 
 # Columns the product adds to Graph's; everything else must equal the directory.

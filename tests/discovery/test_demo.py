@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from devhost.azurite import Azurite, free_port
+from devtools.demo import DEMO_USERS, DemoRefused, demo_servers
 from shared.storage import Storage
 from tests.discovery.conftest import user_rows, wait_until
-from tests.fakes.demo import DEMO_USERS, DemoRefused, demo_servers
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 

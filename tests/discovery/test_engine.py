@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import list_runs, run_discovery
 from shared.discovery._users import UserWriter
 from shared.names import AAD_USERS
@@ -26,8 +28,6 @@ from tests.discovery.conftest import (
     user_rows,
     wait_until,
 )
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
 
 
 def change_directory(graph: FakeGraph) -> dict[str, str]:
@@ -267,19 +267,6 @@ async def test_overlapping_triggers_coalesce(
         again = await run_discovery("delta", "pending", config, storage=storage)
         assert again.status == "ignored"  # nothing left to serve
         await assert_mirrors(storage, tenant, graph)
-
-
-async def test_delta_from_scratch_strategy_needs_more_requests(
-    storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
-) -> None:
-    """The measurement behind the default: /users/delta pages hold 200, /users pages 999."""
-    with make_graph(managed_identity_env, 2000) as graph:
-        config = config_for(graph, tenant, full_strategy="delta-from-scratch")
-        assert (await run_discovery("full", "timer", config, storage=storage)).status == (
-            "succeeded"
-        )
-        await assert_mirrors(storage, tenant, graph)
-        assert graph.stats.requests == {"delta": 10}  # vs 1 + 3 for latest-then-list
 
 
 async def test_partial_delta_objects_never_wipe_unsent_columns(

@@ -11,13 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.graph_groups import MemberType
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import RunResult, run_discovery
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, DISCOVERY_STATE
 from shared.storage import Storage
 from tests.discovery.conftest import config_for, make_graph, run_rows, wait_until
-from tests.fakes.graph import FakeGraph
-from tests.fakes.graph_groups import MemberType
-from tests.fakes.identity import FakeManagedIdentity
 
 BOOKKEEPING = {"PartitionKey", "RowKey", "lastDiscoveredAt", "lastSeenRunId", "tenantId"}
 

@@ -19,6 +19,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from devhost.azurite import Azurite
+from devtools.fakes.entra import ADMIN_ROLE, EntraIssuer
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.graph_groups import Subscription, graph_event
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.names import GRAPH_SUBSCRIPTIONS
 from shared.storage import Storage
 from tests.discovery.conftest import (
@@ -30,10 +34,6 @@ from tests.discovery.conftest import (
 )
 from tests.discovery.test_engine import change_directory
 from tests.discovery.test_groups import assert_groups_mirror, member_rows
-from tests.fakes.entra import ADMIN_ROLE, EntraIssuer
-from tests.fakes.graph import FakeGraph
-from tests.fakes.graph_groups import Subscription, graph_event
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import (
     SubscriptionConfig,
     check_client_state,
@@ -18,8 +20,6 @@ from shared.discovery import (
 from shared.names import GRAPH_SUBSCRIPTIONS
 from shared.storage import Storage
 from tests.discovery.conftest import make_graph
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
 
 URL = (
     "EventGrid:?azuresubscriptionid=8f4b2c1d-3e5f-4a6b-9c7d-0e1f2a3b4c5d"

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from tests.support.loopback import HOST, LoopbackServer
+from devtools.loopback import HOST, LoopbackServer
 from tests.support.tls import self_signed_certificate
 
 

@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from tests.fakes.identity import FakeManagedIdentity
-from tests.support.loopback import HOST, LoopbackServer
+from devtools.fakes.identity import FakeManagedIdentity
+from devtools.loopback import HOST, LoopbackServer
 from tests.support.settings import TENANT_ID
 from tests.support.tls import self_signed_certificate
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import event
 
 from devhost.azurite import Azurite
-from tests.fakes.entra import EntraIssuer
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from tests.fuzz.wire import Answer, Request, assert_honest, send
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env

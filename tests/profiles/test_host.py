@@ -15,14 +15,14 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from devhost.azurite import Azurite, running_azurite
+from devtools.devices import DeviceIdentity
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.names import BUNDLE_ISSUANCE
 from shared.openapi import openapi_document
 from shared.storage import Storage
 from tests.discovery.conftest import make_graph, run_rows, wait_until
-from tests.fakes.entra import EntraIssuer
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.devhost import DevHostProcess
-from tests.support.devices import DeviceIdentity
 from tests.support.settings import TENANT_ID, product_env
 from tests.support.storage import storage_on
 

@@ -14,6 +14,7 @@ from azure.data.tables import UpdateMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.bundles import CcmsetupCommand
 from shared.discovery import run_discovery
 from shared.errors import BadRequest, ConfigurationProblem
@@ -36,7 +37,6 @@ from shared.settings import Settings
 from shared.storage import Storage
 from tests.bundles.windows_argv import split_windows_command_line
 from tests.discovery.conftest import config_for, make_graph
-from tests.fakes.identity import FakeManagedIdentity
 from tests.support.settings import product_env
 
 GROUP = "0b0e2a54-2f0a-4d5e-9a55-6c1f0c6a1c01"

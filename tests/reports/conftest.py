@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.entra import EntraIssuer, entra_issuer, fresh_entra_issuer
+from devtools.fakes.entra import EntraIssuer
 from tests.reports.helpers import Service, service_on_own_azurite
 from tests.support.devhost import REPO_ROOT
+from tests.support.issuer import entra_issuer, fresh_entra_issuer
 
 __all__ = ["entra_issuer", "fresh_entra_issuer"]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from devhost.azurite import Azurite, running_azurite
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.storage import Storage
-from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
 from tests.support.storage import storage_on

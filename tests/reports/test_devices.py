@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from devtools.fakes.entra import EntraIssuer
 from shared.names import AAD_USERS, DEVICE_STATUS
-from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import Service, enqueue, http, report, rows, wait_for
 from tests.support.settings import TENANT_ID
 

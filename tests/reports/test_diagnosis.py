@@ -14,7 +14,7 @@ from shared.reports._diagnosis import TOKEN_NOT_ACCEPTED, UserState, needs_user_
 from tests.reports.helpers import report
 from tests.support.settings import TENANT_ID
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[2] / "devtools" / "samples"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STUCK_AFTER = timedelta(minutes=120)
 USER = "0f8fad5b-d9cb-469f-a165-70867728950e"

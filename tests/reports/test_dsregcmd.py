@@ -9,7 +9,7 @@ import pytest
 from client.dsregcmd import parse_dsregcmd
 from shared.reports import parse_report
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[2] / "devtools" / "samples"
 
 
 def _read(name: str) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
-from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import (
     Response,
     Service,
@@ -27,7 +27,7 @@ from tests.reports.helpers import (
 from tests.support.devhost import REPO_ROOT
 from tests.support.settings import TENANT_ID
 
-DATA = REPO_ROOT / "tests" / "reports" / "data"
+DATA = REPO_ROOT / "devtools" / "samples"
 
 
 DEVICE_TOKEN = object()

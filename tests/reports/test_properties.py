@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from shared.errors import BadRequest
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.reports import (
-    Outcome,
+    RecordOutcome,
     StatusReport,
     queue_message,
     record_message,
@@ -116,7 +116,7 @@ async def test_every_report_the_post_accepts_is_recorded(
     outcome = await record_message(
         message.encode("utf-8"), message_id=str(uuid.uuid4()), dequeue_count=1, storage=storage
     )
-    assert outcome is Outcome.RECORDED
+    assert outcome is RecordOutcome.RECORDED
     history = await storage.table(DEVICE_STATUS_HISTORY)
     row = await history.get_entity(report.device_id, history_row_key(report))
     assert row["counted"] is True

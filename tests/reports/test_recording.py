@@ -21,10 +21,10 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from devhost.azurite import free_port
+from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY, DEVICE_STATUS_QUEUE, REJECTED_REPORTS
 from shared.reports.replay import POISON_QUEUE
 from shared.storage import Storage
-from tests.fakes.entra import EntraIssuer
 from tests.reports.helpers import enqueue, report, rows, service_on_own_azurite, wait_for
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.loopback import HOST
+from devtools.loopback import HOST
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ aud = App ID URI; v2: iss {authority}/{tid}/v2.0, azp, aud = server app id).
         env["AAD_AUTHORITY_HOST"] = issuer.authority_host
         token = issuer.mint_access_token(version=1)
 
-Fixtures `entra_issuer` (session) and `fresh_entra_issuer` (per test, for rotation and
-outages) are defined here; import them into a conftest.py.
+The tests' fixtures `entra_issuer` (session) and `fresh_entra_issuer` (per test, for rotation
+and outages) are in tests/support/issuer.py; import them into a conftest.py.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
-import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
-from tests.support.loopback import LoopbackServer
-from tests.support.settings import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
+from devtools.loopback import LoopbackServer
+from devtools.tenant import CLIENT_APP_ID, RESOURCE_URI, SERVER_APP_ID, TENANT_ID
 
 ADMIN_ROLE: Final = "Bootstrap.Admin"
 DEFAULT_SCOPE: Final = "Bundle.Request"  # the scope the server app exposes to devices
@@ -61,14 +61,8 @@ class SigningKey:
         return cls(kid=kid, private_key=key)
 
     def public_jwk(self) -> dict[str, str]:
-        numbers = self.private_key.public_key().public_numbers()
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "kid": self.kid,
-            "n": _b64url_uint(numbers.n),
-            "e": _b64url_uint(numbers.e),
-        }
+        exported = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": exported["n"], "e": exported["e"]}
 
 
 class EntraIssuer(LoopbackServer):
@@ -291,20 +285,3 @@ def _openid_configuration(issuer: EntraIssuer, tenant: str) -> dict[str, Any]:
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-
-@pytest.fixture(scope="session")
-def entra_issuer() -> Iterator[EntraIssuer]:
-    """One issuer for the session; tests that rotate keys or break it use `fresh_entra_issuer`."""
-    with EntraIssuer() as issuer:
-        yield issuer
-
-
-@pytest.fixture
-def fresh_entra_issuer() -> Iterator[EntraIssuer]:
-    with EntraIssuer() as issuer:
-        yield issuer

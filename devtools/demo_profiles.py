@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from devtools.fakes.graph import FakeGraph
 from shared.profiles import Overrides, Profile, save_profile
 from shared.storage import Storage
-from tests.fakes.graph import FakeGraph
 
 KIOSKS: Final = "6f1d2c3b-0a9e-4d8c-8b7a-0123456789a1"
 KIOSKS_EUROPE: Final = "6f1d2c3b-0a9e-4d8c-8b7a-0123456789a2"

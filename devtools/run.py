@@ -5,7 +5,7 @@
 3. checks the settings (one line naming a bad one, exit 1);
 4. starts Azurite on its default ports, persisted in `.azurite/`, unless something answers
    there already (then it is reused); only when AzureWebJobsStorage is the development storage;
-5. in Development, starts the loopback demo servers of `tests/fakes/demo.py` when it exists
+5. in Development, starts the loopback demo servers of `devtools/demo.py`
    (demo Graph, identity, Entra issuer, and a demo device with the client commands to try);
 6. runs the development host on `--port` and prints the URLs.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import shutil
 import socket
@@ -25,13 +24,13 @@ from typing import Final
 from devhost import __main__ as host_main
 from devhost.azurite import HOST, REPO_ROOT, Azurite, AzuritePorts
 from devhost.config import HostConfigError, load_local_settings
+from devtools.demo import demo_servers
 from shared.errors import SettingError
 from shared.settings import Settings
 
 SAMPLE: Final = REPO_ROOT / "local.settings.sample.json"
 LOCAL: Final = REPO_ROOT / "local.settings.json"
 AZURITE_DATA: Final = REPO_ROOT / ".azurite"
-DEMO_MODULE: Final = "tests.fakes.demo"
 
 
 def _answers(port: int) -> bool:
@@ -63,12 +62,10 @@ def azurite_for(environ: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def demo_servers_for(settings: Settings, environ: Mapping[str, str], port: int) -> Iterator[None]:
-    """The loopback Graph / identity / issuer servers and the demo device, when they exist."""
-    if not settings.is_development or importlib.util.find_spec(DEMO_MODULE) is None:
+    """The loopback Graph / identity / issuer servers and the demo device, in Development."""
+    if not settings.is_development:
         yield
         return
-    from tests.fakes.demo import demo_servers  # type: ignore[import-not-found,unused-ignore]
-
     with demo_servers(dict(environ), api_url=f"http://{HOST}:{port}/api", seed=True) as lines:
         for line in lines:
             print(line)
@@ -76,7 +73,7 @@ def demo_servers_for(settings: Settings, environ: Mapping[str, str], port: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devhost.run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.run", description=__doc__)
     parser.add_argument("--port", type=int, default=7071)
     args = parser.parse_args(argv)
     if not LOCAL.exists():
@@ -93,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    host_main.exit_process(main())
+    sys.exit(main())

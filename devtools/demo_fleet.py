@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from client.dsregcmd import parse_dsregcmd
+from devtools.demo_profiles import seed_demo_profiles
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_QUEUE, DISCOVERY_RUNS
 from shared.storage import Storage, StorageConfig
-from tests.fakes.demo_profiles import seed_demo_profiles
 
 DEMO_DEVICES: Final = 240
 READY_WITHIN_SECONDS: Final = 180.0
-_SAMPLES: Final = Path(__file__).parents[1] / "reports" / "data"
+# Recorded `dsregcmd /status` outputs (the tests read them too), retargeted to the demo tenant.
+_SAMPLES: Final = Path(__file__).parent / "samples"
 # (share of the fleet, stage, ccmsetup exit code, dsregcmd sample, install error)
 _MIX: Final = (
     (0.70, "installed", 0, "entra_joined", None),

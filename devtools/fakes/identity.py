@@ -17,7 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
-from tests.support.loopback import LoopbackServer
+from devtools.loopback import LoopbackServer
 
 API_VERSION: Final = "2019-08-01"
 TOKEN_LIFETIME_SECONDS: Final = 3600

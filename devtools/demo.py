@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from devhost.azurite import REPO_ROOT
+from devtools.devices import DeviceIdentity
+from devtools.fakes.entra import EntraIssuer
+from devtools.fakes.graph import FakeGraph
+from devtools.fakes.identity import FakeManagedIdentity
 from shared.settings import DEVELOPMENT, is_loopback_host
-from tests.fakes.graph import FakeGraph
-from tests.fakes.identity import FakeManagedIdentity
-from tests.support.devices import DeviceIdentity
 
 DEMO_USERS: Final = 3000
 DEMO_DOMAIN: Final = "demo.contoso.example"
@@ -78,7 +79,7 @@ def demo_servers(
         if graph is not None:
             _device(values, graph, lines, api_url=api_url, folder=device_folder)
         if seed and identity is not None and any("DEMO Microsoft Graph" in x for x in lines):
-            from tests.fakes.demo_fleet import DemoSeeder
+            from devtools.demo_fleet import DemoSeeder
 
             DemoSeeder(values, api_url.removesuffix("/api")).start()
             lines.append("DEMO data: a full discovery and a fleet of device reports follow;")
@@ -137,8 +138,6 @@ def _issuer(values: Mapping[str, str], stack: contextlib.ExitStack, lines: list[
     where = _loopback(values.get("AAD_AUTHORITY_HOST"))
     if where is None:
         return
-    from tests.fakes.entra import EntraIssuer  # the bundles capability's issuer
-
     issuer = stack.enter_context(EntraIssuer(port=where[0]))
     tenant = values.get("AAD_TENANT_ID", "")
     client_app_id = values.get("AAD_CLIENT_APP_ID", "")
@@ -209,7 +208,7 @@ def _device(
 ) -> None:
     device = demo_device(folder)
     object_id = graph.register_device(device.device_id, device.alternative_security_ids())
-    from tests.fakes.demo_profiles import add_demo_groups
+    from devtools.demo_profiles import add_demo_groups
 
     group_lines = add_demo_groups(graph, object_id)
     mode = values.get("BOOTSTRAP_AUTH") or "device"

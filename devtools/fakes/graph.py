@@ -11,13 +11,13 @@ default), so a never-set property is absent.
 
 It also serves `GET /v1.0/devices?$filter=deviceId eq '{id}'&$select=...` (what device proofs
 read) over devices a test registers, disables or changes (`register_device`, `disable_device`,
-`update_device`, `remove_device`).
+`update_device`).
 
 Every request needs a bearer token minted by the fake managed-identity endpoint. Faults can be
 injected for the next matching requests: an HTTP status with `Retry-After` (429/503), a
 connection reset mid-body, a slow page, and 410 `syncStateNotFound` for expired delta links.
 Requests are counted per endpoint. Groups (`/groups/delta` with `members@delta`) and
-change-notification subscriptions are in tests/fakes/graph_groups.py.
+change-notification subscriptions are in devtools/fakes/graph_groups.py.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from tests.fakes.graph_groups import GROUP_PAGE_SIZE, MEMBER_CHUNK, GraphGroups
-from tests.fakes.identity import FakeManagedIdentity
-from tests.support.loopback import LoopbackServer
+from devtools.fakes.graph_groups import GROUP_PAGE_SIZE, MEMBER_CHUNK, GraphGroups
+from devtools.fakes.identity import FakeManagedIdentity
+from devtools.loopback import LoopbackServer
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 USER_PROPERTIES: Final = (
@@ -275,10 +275,6 @@ class FakeGraph(GraphGroups, LoopbackServer):
     def disable_device(self, device_id: str) -> None:
         """As an admin disabling the device in Entra ID."""
         self.update_device(device_id, accountEnabled=False)
-
-    def remove_device(self, device_id: str) -> None:
-        with self._lock:
-            del self._devices[device_id.lower()]
 
     # -- fault injection ----------------------------------------------------------------------
 
