@@ -11,7 +11,7 @@ param maximumInstanceCount int
 param signingKeyId string
 @description('Epoch seconds of the first key version expiry; later versions get theirs from the rotation policy.')
 param signingKeyExpiry int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P13M'))
-@description('The contract's settings (docs/contract.md) that do not depend on resources created here.')
+@description('The settings of docs/contract.md that do not depend on resources created here.')
 param appSettings object
 
 var deploymentContainerName = 'app-package-${resourceToken}'
