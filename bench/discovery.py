@@ -27,8 +27,13 @@ from typing import Any
 import psutil
 
 from devhost.azurite import running_azurite
-from shared.discovery import DiscoveryConfig, FullStrategy, run_discovery
-from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
+from shared.discovery import (
+    TRANSACTION_LIMIT,
+    TRANSACTIONS_IN_FLIGHT,
+    DiscoveryConfig,
+    FullStrategy,
+    run_discovery,
+)
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
 from shared.storage import Storage
 from tests.fakes.graph import FakeGraph

@@ -26,8 +26,7 @@ import httpx
 
 from devhost.azurite import running_azurite
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
-from shared.reports import parse_report
-from shared.reports._entities import history_entity, latest_properties
+from shared.reports import history_entity, latest_properties, parse_report
 from shared.storage import Storage
 from tests.fakes.entra import EntraIssuer
 from tests.support.devhost import DevHostProcess

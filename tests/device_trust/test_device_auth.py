@@ -22,8 +22,8 @@ from shared.auth import (
     ProofVerifier,
     TableReplayGuard,
     registered_key_matches,
+    window_key,
 )
-from shared.auth._replay import window_key
 from shared.errors import Forbidden, InvalidDeviceProof, ProblemError, ServiceUnavailable
 from shared.graph import GraphClient
 from shared.names import DEVICE_PROOFS
