@@ -13,7 +13,7 @@ from devhost.azurite import Azurite, running_azurite
 from shared.storage import Storage
 from tests.support.storage import storage_on
 
-# Parallel workers (pytest-xdist, `-n 4` in pyproject.toml). A module's tests run on one worker,
+# Parallel workers (pytest-xdist, `-n 3` in pyproject.toml). A module's tests run on one worker,
 # where they share its module-scoped Azurite and host. The tests of SPREAD modules each start
 # their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any worker,
 # first. Then the modules that took longest (5 to 35 s each, serially), then the rest: a long
