@@ -28,9 +28,7 @@ from devhost.azurite import running_azurite
 from devtools.demo_fleet import demo_reports
 from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS
-from shared.reports import parse_report
-from shared.reports._entities import latest_properties
-from shared.reports._views import _OVERVIEW_COLUMNS
+from shared.reports import OVERVIEW_COLUMNS, latest_properties, parse_report
 from shared.storage import Storage
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import SERVER_APP_ID, TENANT_ID, product_env
@@ -71,7 +69,7 @@ async def write_fleet(storage: Storage, devices: int) -> None:
 async def scan(storage: Storage) -> int:
     table = await storage.table(DEVICE_STATUS)
     rows = table.query_entities(
-        "PartitionKey eq @t", parameters={"t": TENANT_ID}, select=_OVERVIEW_COLUMNS
+        "PartitionKey eq @t", parameters={"t": TENANT_ID}, select=OVERVIEW_COLUMNS
     )
     return sum([1 async for _ in rows])
 

@@ -30,8 +30,12 @@ from devhost.azurite import running_azurite
 from devtools.fakes.graph import FakeGraph
 from devtools.fakes.graph_groups import MemberType
 from devtools.fakes.identity import FakeManagedIdentity
-from shared.discovery import DiscoveryConfig, run_discovery
-from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
+from shared.discovery import (
+    TRANSACTION_LIMIT,
+    TRANSACTIONS_IN_FLIGHT,
+    DiscoveryConfig,
+    run_discovery,
+)
 from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
 from shared.storage import Storage
 from tests.support.storage import storage_on

@@ -27,8 +27,7 @@ import httpx
 from devhost.azurite import running_azurite
 from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
-from shared.reports import parse_report
-from shared.reports._entities import history_entity, latest_properties
+from shared.reports import history_entity, latest_properties, parse_report
 from shared.storage import Storage
 from tests.support.devhost import DevHostProcess
 from tests.support.settings import TENANT_ID, product_env

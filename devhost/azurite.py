@@ -178,8 +178,22 @@ class Azurite:
 def running_azurite(
     ports: AzuritePorts | None = None, location: Path | None = None, tls: AzuriteTls | None = None
 ) -> Iterator[Azurite]:
-    with Azurite(ports or AzuritePorts.free(), location=location, tls=tls) as azurite:
-        yield azurite
+    """Azurite on `ports`, or on free ports: those can be taken between the pick and Azurite's
+    bind when several test workers start at once, so then up to three sets are tried."""
+    for attempt in range(1, 4):
+        azurite = Azurite(ports or AzuritePorts.free(), location=location, tls=tls)
+        try:
+            azurite.start()
+        except AzuriteError as error:
+            azurite.__exit__(None, None, None)
+            if ports is not None or attempt == 3 or "EADDRINUSE" not in str(error):
+                raise
+            continue
+        try:
+            yield azurite
+        finally:
+            azurite.__exit__(None, None, None)
+        return
 
 
 def main(argv: list[str] | None = None) -> int:

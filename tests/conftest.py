@@ -1,14 +1,52 @@
-"""Session-wide real components: one Azurite for the whole run, started here, never assumed."""
+"""Session-wide real components: one Azurite per test worker, started here, never assumed."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Final
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadScopeScheduling
 
 from devhost.azurite import Azurite, running_azurite
 from shared.storage import Storage
 from tests.support.storage import storage_on
+
+# Parallel workers (pytest-xdist, `-n 3` in pyproject.toml). A module's tests run on one worker,
+# where they share its module-scoped Azurite and host. The tests of SPREAD modules each start
+# their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any worker,
+# first. Then the modules that took longest (5 to 35 s each, serially), then the rest: a long
+# module started last would keep one worker busy while the others idle.
+SPREAD: Final = ("tests/discovery/test_host.py", "tests/reports/test_recording.py")
+LONGEST: Final = (
+    "tests/discovery/test_engine.py",
+    "tests/test_devhost.py",
+    "tests/fuzz/test_api.py",
+    "tests/bundles/test_keyvault.py",
+    "tests/test_health.py",
+    "tests/discovery/test_groups.py",
+    "tests/reports/test_post.py",
+    "tests/bundles/test_outages.py",
+)
+
+
+class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+    """Work units in collection order: a module, or one test of a SPREAD module."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::")[0]
+        return nodeid if module in SPREAD else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> ModuleScheduling:
+    config.option.loadscopereorder = False  # keep the order chosen below
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order = {module: rank for rank, module in enumerate(SPREAD + LONGEST)}
+    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ from shared.auth._device_registry import (
     registered_key_matches,
 )
 from shared.auth._keys import TenantKeyCache, parse_jwks
-from shared.auth._replay import ReplayGuard, TableReplayGuard
+from shared.auth._replay import ReplayGuard, TableReplayGuard, window_key
 from shared.auth._validate import CLOCK_SKEW_SECONDS, MAX_TOKEN_BYTES, Caller, TokenValidator
 from shared.errors import Forbidden
 from shared.per_loop import PerLoop
@@ -93,6 +93,7 @@ __all__ = [
     "require_device_scope",
     "token_digest",
     "v1_issuer",
+    "window_key",
 ]
 
 # One validator (and key cache) per event loop, like the storage clients.

@@ -17,7 +17,13 @@ from shared.bundles._issue import (
     client_ip,
     issue_bundle,
 )
-from shared.bundles._jwks import JWKS_TYPE, SIGNED_JWKS_LIFETIME_SECONDS, sign_jwks, signed_jwks
+from shared.bundles._jwks import (
+    JWKS_TYPE,
+    SIGNED_JWKS_LIFETIME_SECONDS,
+    SignedJwksCache,
+    sign_jwks,
+    signed_jwks,
+)
 from shared.bundles._signing import (
     DEVELOPMENT_KEY_PATH,
     KeyVaultKeys,
@@ -41,6 +47,7 @@ __all__ = [
     "IssuedBundle",
     "KeyVaultKeys",
     "PublicKey",
+    "SignedJwksCache",
     "SigningKey",
     "SigningKeys",
     "bundle_issuer",

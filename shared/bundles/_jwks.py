@@ -41,7 +41,7 @@ class _Signed:
     signed_at: int
 
 
-class _SignedJwksCache:
+class SignedJwksCache:
     """The last signed set of one event loop; re-signed each hour or when the keys changed."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class _SignedJwksCache:
             return signed.jws
 
 
-_caches: PerLoop[_SignedJwksCache] = PerLoop(_SignedJwksCache)
+_caches: PerLoop[SignedJwksCache] = PerLoop(SignedJwksCache)
 
 
 async def signed_jwks() -> str:

@@ -40,6 +40,7 @@ from shared.discovery._subscriptions import (
     maintain_subscriptions,
     subscription_health,
 )
+from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT, UserWriter
 from shared.errors import BadRequest, MalformedContinuation, MalformedEvent
 from shared.names import DISCOVERY_RUNS
 from shared.storage import Storage, get_storage
@@ -50,6 +51,8 @@ __all__ = [
     "RESOURCES",
     "RUNS_MAX_PAGE_SIZE",
     "SELECT",
+    "TRANSACTIONS_IN_FLIGHT",
+    "TRANSACTION_LIMIT",
     "USER_PROPERTIES",
     "Continuation",
     "DiscoveryBusy",
@@ -63,6 +66,7 @@ __all__ = [
     "RunResult",
     "RunsPage",
     "SubscriptionConfig",
+    "UserWriter",
     "check_client_state",
     "decide",
     "handle_lifecycle",

@@ -5,7 +5,19 @@ The public surface the blueprints use; the modules behind it are private.
 
 from shared.errors import InvalidReport
 from shared.reports._diagnosis import CATALOGUE as DIAGNOSES
-from shared.reports._diagnosis import Diagnosis, diagnose
+from shared.reports._diagnosis import (
+    TOKEN_NOT_ACCEPTED,
+    Diagnosis,
+    UserState,
+    diagnose,
+    needs_user_lookup,
+)
+from shared.reports._entities import (
+    history_entity,
+    history_row_key,
+    latest_properties,
+    report_view,
+)
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
 from shared.reports._message import PROVENANCE_FIELD, parse_message, queue_message
 from shared.reports._recorder import RecordOutcome, StatusContention, record_message, record_report
@@ -18,6 +30,7 @@ from shared.reports._schema import (
 from shared.reports._views import (
     INSTALL_CHART_DAYS,
     MAX_PAGE_SIZE,
+    OVERVIEW_COLUMNS,
     DeviceFilter,
     DevicePage,
     device_detail,
@@ -33,8 +46,10 @@ __all__ = [
     "INSTALL_CHART_DAYS",
     "MAX_BODY_BYTES",
     "MAX_PAGE_SIZE",
+    "OVERVIEW_COLUMNS",
     "PROVENANCE_FIELD",
     "STAGES",
+    "TOKEN_NOT_ACCEPTED",
     "DeviceFilter",
     "DevicePage",
     "Diagnosis",
@@ -42,13 +57,18 @@ __all__ = [
     "RecordOutcome",
     "StatusContention",
     "StatusReport",
+    "UserState",
     "accept_report",
     "check_size",
     "device_detail",
     "diagnose",
     "fleet_overview",
     "format_utc",
+    "history_entity",
+    "history_row_key",
+    "latest_properties",
     "list_devices",
+    "needs_user_lookup",
     "parse_message",
     "parse_page_size",
     "parse_report",
@@ -56,6 +76,7 @@ __all__ = [
     "queue_message",
     "record_message",
     "record_report",
+    "report_view",
     "stage_counts",
     "validate_report",
 ]

@@ -285,7 +285,7 @@ async def stage_counts(tenant_id: str) -> dict[str, int]:
     return {stage: counts.get(stage, 0) for stage in STAGES}
 
 
-_OVERVIEW_COLUMNS: Final = [
+OVERVIEW_COLUMNS: Final = [
     "PartitionKey",
     "RowKey",
     "stage",
@@ -308,7 +308,7 @@ async def fleet_overview(tenant_id: str) -> dict[str, Any]:
     installs: Counter[str] = Counter()
     async with translate_errors():
         rows = table.query_entities(
-            "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=_OVERVIEW_COLUMNS
+            "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=OVERVIEW_COLUMNS
         )
         async for row in rows:
             state: Mapping[str, Any] = row

@@ -16,12 +16,12 @@ from shared.bundles import (
     BUNDLE_TYPE,
     JWKS_TYPE,
     SIGNED_JWKS_LIFETIME_SECONDS,
+    SignedJwksCache,
     load_signing_keys,
     rfc7638_thumbprint,
     sign_compact_jws,
     sign_jwks,
 )
-from shared.bundles._jwks import _SignedJwksCache
 from shared.errors import SettingError
 from shared.settings import Settings
 from tests.support.settings import product_env
@@ -140,7 +140,7 @@ async def test_instances_serve_one_iat_per_hour_and_re_sign_each_hour(tmp_path: 
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
     )
     hour = 1_700_002_800  # a whole hour
-    first, second = _SignedJwksCache(), _SignedJwksCache()
+    first, second = SignedJwksCache(), SignedJwksCache()
 
     early = await first.get(keys, hour + 10)
     cached = await first.get(keys, hour + 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +26,8 @@ from shared.auth import (
     ProofVerifier,
     TableReplayGuard,
     registered_key_matches,
+    window_key,
 )
-from shared.auth._replay import window_key
 from shared.errors import Forbidden, InvalidDeviceProof, ProblemError, ServiceUnavailable
 from shared.graph import GraphClient
 from shared.names import DEVICE_PROOFS
@@ -264,6 +265,22 @@ async def test_purge_removes_only_rows_no_proof_can_need(storage: Storage):
     assert window_key(old_iat) not in keys
     assert window_key(fresh_iat) in keys
     assert not await guard.first_use(fresh, "jti", fresh_iat)
+
+
+async def test_two_instances_purging_the_same_rows_at_once_both_end_without_error(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+):
+    """Both read the same expired rows; the later delete finds them gone and stops quietly."""
+    table = await storage.table(DEVICE_PROOFS)
+    expired = window_key(time.time() - 3 * 86400)
+    for _ in range(5):
+        await table.create_entity({"PartitionKey": expired, "RowKey": str(uuid.uuid4())})
+    first, second = TableReplayGuard(storage), TableReplayGuard(storage)
+    with caplog.at_level(logging.INFO, logger="shared.auth._replay"):
+        await asyncio.gather(first.purge(time.time()), second.purge(time.time()))
+    assert "device proof purge stopped early" in caplog.text
+    left = [row async for row in table.query_entities(f"PartitionKey eq '{expired}'")]
+    assert left == []
 
 
 def test_window_keys_sort_by_time():

@@ -15,8 +15,7 @@ import pytest
 
 from devtools.fakes.graph import FakeGraph
 from devtools.fakes.identity import FakeManagedIdentity
-from shared.discovery import list_runs, run_discovery
-from shared.discovery._users import UserWriter
+from shared.discovery import UserWriter, list_runs, run_discovery
 from shared.names import AAD_USERS
 from shared.storage import Storage
 from tests.discovery.conftest import (

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 from client.dsregcmd import parse_dsregcmd
-from shared.reports import DIAGNOSES, InvalidReport, diagnose, parse_report
-from shared.reports._diagnosis import TOKEN_NOT_ACCEPTED, UserState, needs_user_lookup
+from shared.reports import (
+    DIAGNOSES,
+    TOKEN_NOT_ACCEPTED,
+    InvalidReport,
+    UserState,
+    diagnose,
+    needs_user_lookup,
+    parse_report,
+)
 from tests.reports.helpers import report
 from tests.support.settings import TENANT_ID
 

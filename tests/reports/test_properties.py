@@ -22,11 +22,12 @@ from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.reports import (
     RecordOutcome,
     StatusReport,
+    history_row_key,
     queue_message,
     record_message,
+    report_view,
     validate_report,
 )
-from shared.reports._entities import history_row_key, report_view
 from shared.storage import Storage
 from tests.support.fuzz import fuzz_settings
 from tests.support.settings import TENANT_ID

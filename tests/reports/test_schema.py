@@ -192,6 +192,16 @@ def test_lone_surrogates_are_refused_naming_the_field(dsregcmd: object, field: s
     assert "surrogate" in caught.value.errors[field]
 
 
+@pytest.mark.parametrize("value", ["x" * 2049, "YES\x00", "unit\x1fseparator"])
+def test_a_dsregcmd_value_too_long_or_with_control_characters_is_refused(value: str) -> None:
+    with pytest.raises(InvalidReport) as caught:
+        parse_report(valid(dsregcmd={"TenantName": value}), now=NOW)
+    assert caught.value.errors == {
+        "dsregcmd/TenantName": "value must be at most 2048 printable characters"
+    }
+    assert parse_report(valid(dsregcmd={"TenantName": "x" * 2048}), now=NOW).dsregcmd
+
+
 def test_lone_surrogates_in_json_text_are_refused_not_crashed_on() -> None:
     """JSON escapes can carry what UTF-8 cannot: the text the device sends, byte for byte."""
     body = json.dumps(valid(dsregcmd={"Key": "x"})).replace('"x"', '"\\ud83d"').encode()

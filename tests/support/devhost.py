@@ -20,6 +20,7 @@ from devhost.azurite import free_port
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 START_TIMEOUT: Final = 60.0
+PORT_ATTEMPTS: Final = 3
 
 
 class DevHostProcess:
@@ -40,6 +41,19 @@ class DevHostProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DevHostProcess:
+        """Start and wait until ready; a port taken since `free_port()` picked it (tests run in
+        parallel workers) means another port, at most `PORT_ATTEMPTS` times."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except RuntimeError as error:
+                if attempt == PORT_ATTEMPTS or "address already in use" not in str(error).lower():
+                    raise
+                self.port = free_port()
+                self.base_url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> DevHostProcess:
         argv = [sys.executable, "-m", "devhost", "--port", str(self.port)]
         if self.script_root is not None:
             argv += ["--script-root", str(self.script_root)]
