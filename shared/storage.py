@@ -231,6 +231,32 @@ async def translate_errors() -> AsyncIterator[None]:
 _storage: PerLoop[Storage] = PerLoop(lambda: Storage(StorageConfig.from_env(os.environ)))
 
 
+async def partition_page(
+    table: TableClient, partition_key: str, *, size: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to `size` rows of one partition in RowKey order after the RowKey `after`, and the
+    RowKey to pass back as `after` for the next page (None at the end).
+
+    The one paging scheme of the admin lists: the answer's opaque `next` is that RowKey, so a
+    page is one range query of `size + 1` rows (the extra row only says whether more follow),
+    never a scan.
+    """
+    query = "PartitionKey eq @partition"
+    parameters = {"partition": partition_key}
+    if after:
+        query += " and RowKey gt @after"
+        parameters["after"] = after
+    rows: list[dict[str, Any]] = []
+    async with translate_errors():
+        async for row in table.query_entities(
+            query, parameters=parameters, results_per_page=size + 1
+        ):
+            if len(rows) == size:
+                return rows, rows[-1]["RowKey"]
+            rows.append(row)
+    return rows, None
+
+
 def get_storage() -> Storage:
     """The storage of this process's event loop, built from the environment on first use."""
     return _storage.get()

@@ -10,7 +10,7 @@ from typing import Any, Final
 from shared.errors import BadRequest
 from shared.ids import parse_guid
 from shared.names import AAD_GROUPS
-from shared.storage import Storage, get_storage, translate_errors
+from shared.storage import Storage, get_storage, partition_page
 from shared.times import format_utc
 
 GROUPS_DEFAULT_PAGE_SIZE: Final = 100
@@ -46,22 +46,8 @@ async def list_groups(
 ) -> GroupsPage:
     """Up to `size` of the tenant's groups in id order, after the group id `after`."""
     table = await (storage or get_storage()).table(AAD_GROUPS)
-    query = "PartitionKey eq @tenant"
-    parameters = {"tenant": tenant_id}
-    if after:
-        query += " and RowKey gt @after"
-        parameters["after"] = after
-    groups: list[dict[str, Any]] = []
-    more = False
-    async with translate_errors():
-        async for row in table.query_entities(
-            query, parameters=parameters, results_per_page=size + 1
-        ):
-            if len(groups) == size:
-                more = True
-                break
-            groups.append(_public(row))
-    return GroupsPage(groups, groups[-1]["groupId"] if more and groups else None)
+    rows, next_group = await partition_page(table, tenant_id, size=size, after=after)
+    return GroupsPage([_public(row) for row in rows], next_group)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

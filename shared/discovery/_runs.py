@@ -18,7 +18,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.discovery._state import Resource, RunProgress
 from shared.ids import inverted_ticks
-from shared.storage import translate_errors
+from shared.storage import partition_page, translate_errors
 from shared.times import format_utc
 
 Status = Literal["running", "succeeded", "failed", "continued"]
@@ -99,22 +99,8 @@ class RunLog:
 
     async def page(self, size: int, after: str | None) -> RunsPage:
         """Up to `size` runs, newest first, after the run id `after`."""
-        query = "PartitionKey eq @tenant"
-        parameters = {"tenant": self._tenant_id}
-        if after:
-            query += " and RowKey gt @after"
-            parameters["after"] = after
-        runs: list[dict[str, Any]] = []
-        more = False
-        async with translate_errors():
-            async for row in self._table.query_entities(
-                query, parameters=parameters, results_per_page=size + 1
-            ):
-                if len(runs) == size:
-                    more = True
-                    break
-                runs.append(_public(row))
-        return RunsPage(runs, runs[-1]["runId"] if more and runs else None)
+        rows, next_run = await partition_page(self._table, self._tenant_id, size=size, after=after)
+        return RunsPage([_public(row) for row in rows], next_run)
 
 
 def _progress(progress: RunProgress, status: Status, now: datetime) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.errors import BadRequest
 from shared.profiles._model import NAME_PATTERN, Overrides, Profile
-from shared.storage import translate_errors
+from shared.storage import partition_page, translate_errors
 
 PROFILES_DEFAULT_PAGE_SIZE: Final = 100
 PROFILES_MAX_PAGE_SIZE: Final = 1000
@@ -85,22 +85,8 @@ class ProfileStore:
         return True
 
     async def page(self, size: int, after: str | None) -> ProfilesPage:
-        query = "PartitionKey eq @tenant"
-        parameters = {"tenant": self._tenant_id}
-        if after:
-            query += " and RowKey gt @after"
-            parameters["after"] = after
-        profiles: list[Profile] = []
-        more = False
-        async with translate_errors():
-            async for row in self._table.query_entities(
-                query, parameters=parameters, results_per_page=size + 1
-            ):
-                if len(profiles) == size:
-                    more = True
-                    break
-                profiles.append(_profile(row))
-        return ProfilesPage(profiles, profiles[-1].name if more and profiles else None)
+        rows, next_name = await partition_page(self._table, self._tenant_id, size=size, after=after)
+        return ProfilesPage([_profile(row) for row in rows], next_name)
 
     async def all(self) -> list[Profile]:
         """Every profile of the tenant, best first (a tenant has tens, not thousands)."""
