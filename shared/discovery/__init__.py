@@ -41,8 +41,9 @@ from shared.discovery._subscriptions import (
     subscription_health,
 )
 from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT, UserWriter
-from shared.errors import BadRequest, MalformedContinuation, MalformedEvent
+from shared.errors import MalformedContinuation, MalformedEvent
 from shared.names import DISCOVERY_RUNS
+from shared.paging import parse_page_query
 from shared.storage import Storage, get_storage
 
 __all__ = [
@@ -91,18 +92,15 @@ def parse_runs_query(
 ) -> tuple[int, str | None]:
     """`pageSize` and `next` (or its older name `continuation`, as `paging_param` says) of
     `GET /api/discovery/runs`, or `BadRequest` naming them."""
-    errors: dict[str, str] = {}
-    size = RUNS_DEFAULT_PAGE_SIZE
-    if page_size:
-        if page_size.isdigit() and 1 <= int(page_size) <= RUNS_MAX_PAGE_SIZE:
-            size = int(page_size)
-        else:
-            errors["pageSize"] = f"must be a whole number from 1 to {RUNS_MAX_PAGE_SIZE}"
-    if continuation and not RUN_ID_PATTERN.fullmatch(continuation):
-        errors[paging_param] = "must be the 'next' of a previous page"
-    if errors:
-        raise BadRequest("Bad query for discovery runs.", errors=errors)
-    return size, continuation or None
+    return parse_page_query(
+        page_size,
+        continuation,
+        default=RUNS_DEFAULT_PAGE_SIZE,
+        maximum=RUNS_MAX_PAGE_SIZE,
+        read_next=lambda token: token if RUN_ID_PATTERN.fullmatch(token) else None,
+        what="discovery runs",
+        next_param=paging_param,
+    )
 
 
 async def list_runs(

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from shared.errors import BadRequest
 from shared.ids import parse_guid
 from shared.names import AAD_GROUPS
+from shared.paging import parse_page_query
 from shared.storage import Storage, get_storage, partition_page
 from shared.times import format_utc
 
@@ -26,19 +26,14 @@ class GroupsPage:
 
 def parse_groups_query(page_size: str | None, next_token: str | None) -> tuple[int, str | None]:
     """`pageSize` and `next` of `GET /api/groups`, or `BadRequest` naming them."""
-    errors: dict[str, str] = {}
-    size = GROUPS_DEFAULT_PAGE_SIZE
-    if page_size:
-        if page_size.isdigit() and 1 <= int(page_size) <= GROUPS_MAX_PAGE_SIZE:
-            size = int(page_size)
-        else:
-            errors["pageSize"] = f"must be a whole number from 1 to {GROUPS_MAX_PAGE_SIZE}"
-    after = parse_guid(next_token) if next_token else None
-    if next_token and after is None:
-        errors["next"] = "must be the 'next' of a previous page"
-    if errors:
-        raise BadRequest("Bad query for groups.", errors=errors)
-    return size, after
+    return parse_page_query(
+        page_size,
+        next_token,
+        default=GROUPS_DEFAULT_PAGE_SIZE,
+        maximum=GROUPS_MAX_PAGE_SIZE,
+        read_next=parse_guid,
+        what="groups",
+    )
 
 
 async def list_groups(

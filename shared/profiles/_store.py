@@ -11,7 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.errors import BadRequest
+from shared.paging import parse_page_query
 from shared.profiles._model import NAME_PATTERN, Overrides, Profile
 from shared.storage import partition_page, translate_errors
 
@@ -27,18 +27,14 @@ class ProfilesPage:
 
 def parse_profiles_query(page_size: str | None, next_token: str | None) -> tuple[int, str | None]:
     """`pageSize` and `next` of `GET /api/profiles`, or `BadRequest` naming them."""
-    errors: dict[str, str] = {}
-    size = PROFILES_DEFAULT_PAGE_SIZE
-    if page_size:
-        if page_size.isdigit() and 1 <= int(page_size) <= PROFILES_MAX_PAGE_SIZE:
-            size = int(page_size)
-        else:
-            errors["pageSize"] = f"must be a whole number from 1 to {PROFILES_MAX_PAGE_SIZE}"
-    if next_token and not NAME_PATTERN.fullmatch(next_token):
-        errors["next"] = "must be the 'next' of a previous page"
-    if errors:
-        raise BadRequest("Bad query for install profiles.", errors=errors)
-    return size, next_token or None
+    return parse_page_query(
+        page_size,
+        next_token,
+        default=PROFILES_DEFAULT_PAGE_SIZE,
+        maximum=PROFILES_MAX_PAGE_SIZE,
+        read_next=lambda token: token if NAME_PATTERN.fullmatch(token) else None,
+        what="install profiles",
+    )
 
 
 class ProfileStore:
