@@ -18,7 +18,7 @@ from typing import Final
 
 from shared.errors import InvalidReport
 from shared.ids import parse_guid
-from shared.reports._schema import StatusReport, parse_report
+from shared.reports._schema import StatusReport, load_json, parse_report
 from shared.settings import BOOTSTRAP_AUTH_MODES
 
 PROVENANCE_FIELD: Final = "authentication"
@@ -45,13 +45,7 @@ def queue_message(report: StatusReport, provenance: Mapping[str, str]) -> str:
 
 def parse_message(text: str | bytes) -> tuple[StatusReport, dict[str, str] | None]:
     """The report and its provenance; `InvalidReport` naming what is wrong with either."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        reason = f"not valid JSON ({type(error).__name__})"
-        if isinstance(error, json.JSONDecodeError):
-            reason = f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        raise InvalidReport({"/": reason}) from None
+    data = load_json(text)
     provenance = None
     if isinstance(data, dict) and PROVENANCE_FIELD in data:
         provenance = _provenance(data.pop(PROVENANCE_FIELD))

@@ -178,16 +178,20 @@ def _shown(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def parse_report_text(text: str | bytes, *, now: datetime | None = None) -> StatusReport:
-    """Decode JSON text and validate it; undecodable text is an `InvalidReport` of the body."""
+def load_json(text: str | bytes) -> Any:
+    """The JSON value of a body or message; undecodable text is an `InvalidReport` of `/`."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as error:
         reason = f"not valid JSON ({type(error).__name__})"
         if isinstance(error, json.JSONDecodeError):
             reason = f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         raise InvalidReport({"/": reason}) from None
-    return parse_report(data, now=now)
+
+
+def parse_report_text(text: str | bytes, *, now: datetime | None = None) -> StatusReport:
+    """Decode JSON text and validate it; undecodable text is an `InvalidReport` of the body."""
+    return parse_report(load_json(text), now=now)
 
 
 class _Checks:
