@@ -28,6 +28,7 @@ ACCOUNT_KEY: Final = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 HOST: Final = "127.0.0.1"
+KEEP_ALIVE_SECONDS: Final = "300"  # idle keep-alive, longer than any client pool keeps one
 
 
 class AzuriteError(RuntimeError):
@@ -119,6 +120,13 @@ class Azurite:
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--loose",
+            # Azurite closes an idle keep-alive connection after 5 s, aiohttp keeps one for 15 s:
+            # a request on a connection the server is closing fails ("Cannot write to closing
+            # transport"), and a pool of such connections can outlast the SDK's 3 retries. Azure
+            # Storage keeps idle connections for minutes; so does the emulator now.
+            *("--blobKeepAliveTimeout", KEEP_ALIVE_SECONDS),
+            *("--queueKeepAliveTimeout", KEEP_ALIVE_SECONDS),
+            *("--tableKeepAliveTimeout", KEEP_ALIVE_SECONDS),
             *("--blobHost", HOST, "--blobPort", str(self.ports.blob)),
             *("--queueHost", HOST, "--queuePort", str(self.ports.queue)),
             *("--tableHost", HOST, "--tablePort", str(self.ports.table)),
