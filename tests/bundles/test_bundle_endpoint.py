@@ -22,7 +22,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from devhost.azurite import Azurite
 from devtools.fakes.entra import EntraIssuer, SigningKey
@@ -30,6 +30,7 @@ from shared.names import BLOCKED_DEVICES
 from tests.bundles.helpers import BundleService, verify_with_jwks
 from tests.bundles.windows_argv import split_windows_command_line
 from tests.support.devhost import REPO_ROOT, DevHostProcess
+from tests.support.keys import write_signing_key
 from tests.support.settings import (
     CCM_HOSTNAME,
     CLIENT_APP_ID,
@@ -68,14 +69,7 @@ def module_issuer() -> Iterator[EntraIssuer]:
 @pytest.fixture(scope="module")
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "bundle-signing.pem"
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_signing_key(path)
     return path
 
 

@@ -17,28 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from client.cmbootstrap_client import main as client_main
 from devhost.azurite import Azurite
 from devtools.fakes.entra import EntraIssuer
 from shared.bundles import PublicKey
 from tests.support.devhost import DevHostProcess
+from tests.support.keys import write_signing_key
 from tests.support.settings import product_env
 
 
 def key_file(path: Path) -> str:
     """A PEM signing key at `path`; its RFC 7638 thumbprint (the kid devices pin)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return PublicKey(key.public_key()).kid
+    return PublicKey(write_signing_key(path).public_key()).kid
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.auth import parse_jwks
 from shared.bundles import (
@@ -24,6 +22,7 @@ from shared.bundles import (
 )
 from shared.errors import SettingError
 from shared.settings import Settings
+from tests.support.keys import write_signing_key
 from tests.support.settings import product_env
 
 # RFC 7638 section 3.1: this RSA key's thumbprint is NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs.
@@ -43,24 +42,12 @@ def test_kid_is_the_rfc7638_thumbprint():
     assert rfc7638_thumbprint(key) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
-def write_pem(path: Path, bits: int = 2048) -> rsa.RSAPrivateKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return key
-
-
 def settings_with(**overrides: str) -> Settings:
     return Settings.from_env(product_env("UseDevelopmentStorage=true", **overrides))
 
 
 async def test_bundle_jws_verifies_with_the_published_jwks_only(tmp_path: Path):
-    write_pem(tmp_path / "current.pem")
+    write_signing_key(tmp_path / "current.pem")
     keys = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
     )
@@ -77,8 +64,8 @@ async def test_bundle_jws_verifies_with_the_published_jwks_only(tmp_path: Path):
 
 async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_path: Path):
     old, new = tmp_path / "old.pem", tmp_path / "new.pem"
-    write_pem(old)
-    write_pem(new)
+    write_signing_key(old)
+    write_signing_key(new)
     before = await load_signing_keys(settings_with(BUNDLE_SIGNING_KEY_FILE=str(old)))
     old_bundle = await sign_compact_jws({"aud": "ccmsetup"}, before.current, typ=BUNDLE_TYPE)
 
@@ -103,8 +90,8 @@ async def test_rotation_publishes_both_keys_and_old_bundles_keep_verifying(tmp_p
 
 async def test_signed_jwks_is_the_published_set_signed_by_the_current_key(tmp_path: Path):
     current, upcoming = tmp_path / "current.pem", tmp_path / "next.pem"
-    write_pem(current)
-    write_pem(upcoming)
+    write_signing_key(current)
+    write_signing_key(upcoming)
     keys = await load_signing_keys(
         settings_with(
             BUNDLE_SIGNING_KEY_FILE=str(current), BUNDLE_SIGNING_NEXT_KEY_FILE=str(upcoming)
@@ -135,7 +122,7 @@ async def test_signed_jwks_is_the_published_set_signed_by_the_current_key(tmp_pa
 async def test_instances_serve_one_iat_per_hour_and_re_sign_each_hour(tmp_path: Path):
     """Each process caches its signed set; iat is the start of the hour, so two instances (two
     caches) agree and a device moving between them never meets an older set."""
-    write_pem(tmp_path / "current.pem")
+    write_signing_key(tmp_path / "current.pem")
     keys = await load_signing_keys(
         settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "current.pem"))
     )
@@ -169,6 +156,6 @@ async def test_development_key_is_generated_once_private_and_reused(tmp_path: Pa
 
 
 async def test_a_small_rsa_key_is_refused_naming_the_setting(tmp_path: Path):
-    write_pem(tmp_path / "small.pem", bits=1024)
+    write_signing_key(tmp_path / "small.pem", bits=1024)
     with pytest.raises(SettingError, match="BUNDLE_SIGNING_KEY_FILE"):
         await load_signing_keys(settings_with(BUNDLE_SIGNING_KEY_FILE=str(tmp_path / "small.pem")))

@@ -21,8 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.azurite import Azurite, running_azurite
 from devtools.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
@@ -33,6 +31,7 @@ from shared.auth import MAX_PROOF_BYTES
 from shared.names import BLOCKED_DEVICES, BUNDLE_ISSUANCE, DEVICE_STATUS, DEVICE_STATUS_HISTORY
 from shared.storage import Storage
 from tests.support.devhost import DevHostProcess
+from tests.support.keys import write_signing_key
 from tests.support.settings import TENANT_ID, product_env
 from tests.support.storage import storage_on
 
@@ -148,14 +147,7 @@ def own_azurite() -> Iterator[Azurite]:
 @pytest.fixture(scope="module")
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "bundle-signing.pem"
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_signing_key(path)
     return path
 
 
