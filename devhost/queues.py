@@ -33,7 +33,9 @@ from devhost.storage_clients import QueueClients
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS: Final = 30
+# A killed development host's unfinished messages come back after at most 10 s (the real host
+# holds them for minutes); renewed every 3.3 s while the function runs.
+LEASE_SECONDS: Final = 10
 MIN_POLLING_SECONDS: Final = 0.1
 POISON_SUFFIX: Final = "-poison"
 

@@ -164,7 +164,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
         host.kill()
         before = await rows(service.storage, DEVICE_STATUS_HISTORY)
         assert len(before) < 300, "the host finished before it was killed: nothing was tested"
-        # Messages in flight at the kill reappear when their lease (30 s) runs out.
+        # Messages in flight at the kill reappear when their lease (10 s) runs out.
         service.start_host()
         await assert_exact_rows(service.storage, by_device, within=100)
 
