@@ -32,7 +32,9 @@ The pass in progress (absent between passes):
   1,000 rows is read, explained and checkpointed in about 0.5 s here, so one slow page does not
   lose it). An invocation that dies keeps its checkpoint; the first one after `leaseUntil` (the
   next pass a stale request asks for) resumes it. A lease holder whose write fails on the ETag
-  has lost the row to another invocation and stops without writing.
+  has lost the row to another invocation and stops without writing. A checkpoint older than
+  `RESTART_AFTER` (10 minutes) is not resumed but started afresh: `asOf` is the pass's start, so
+  its snapshot would be stale the moment it was published.
 - `requestedAt`: when a pass was last asked for, by a request that found the snapshot stale or
   by a pass that spent its time budget and queued its continuation. While it is under
   `REQUEST_SECONDS` old, no request queues another message; the ETag-conditioned write of
@@ -88,6 +90,10 @@ FRESH_SECONDS: Final = 60
 REQUEST_SECONDS: Final = 30
 LEASE_SECONDS: Final = 30
 PASS_BUDGET_SECONDS: Final = 60
+# A checkpoint older than this is a dead pass's: its numbers would be published already stale
+# (asOf is its start), so it is started afresh. A live one moves on every minute at least
+# (PASS_BUDGET_SECONDS), and at ~5,000 devices/s a pass over 100,000 devices takes ~20 s.
+RESTART_AFTER: Final = timedelta(minutes=10)
 # Azure Table storage answers at most 1,000 entities a page.
 PAGE_SIZE: Final = 1000
 OVERVIEW_COLUMNS: Final = [
@@ -330,7 +336,7 @@ async def run_overview_pass(
     now = clock()
     if state.leased(now):
         return PassResult("busy")
-    if state.pass_started_at is None:
+    if state.pass_started_at is None or now - state.pass_started_at > RESTART_AFTER:
         state = dataclasses.replace(
             state, pass_started_at=now, pass_next=None, pass_tally=Tally(), pass_pages=0
         )
