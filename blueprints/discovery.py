@@ -8,7 +8,8 @@
   recreate the subscription, `CMBootstrap.DiscoveryRequested` `{"mode", "resource"?}` asks for
   that mode (through the `discovery-continue` queue); other types are ignored.
 - `discovery_continue`: queue `discovery-continue`: resumes a run that spent its time budget, or
-  starts the run an event (or the pending requests) asked for.
+  starts the run an event (or the pending requests) asked for; a `{"tenant", "job"}` message
+  runs that job of another package (`overview`: the fleet overview's summarization pass).
 - `graph_subscriptions`: timer on `%GRAPH_SUBSCRIPTION_SCHEDULE%`: creates and renews the Graph
   subscriptions.
 - `discovery_runs`: `GET /api/discovery/runs?pageSize=&next=`, admin only, newest first.
@@ -25,6 +26,7 @@ from shared.discovery import (
     Continuation,
     DiscoveryConfig,
     EventDecision,
+    JobMessage,
     MalformedContinuation,
     MalformedEvent,
     Mode,
@@ -43,6 +45,7 @@ from shared.discovery import (
 )
 from shared.http import json_response, problem_boundary
 from shared.names import DISCOVERY_CONTINUE_QUEUE
+from shared.reports import run_overview_pass, stuck_threshold
 from shared.settings import get_settings
 
 bp = func.Blueprint()
@@ -141,6 +144,9 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
     if continuation.tenant_id != config.tenant_id:
         _log.warning("continuation for another tenant ignored", extra={"messageId": msg.id})
         return
+    if isinstance(continuation, JobMessage):
+        await _run_job(continuation, msg.id)
+        return
     result = await run_discovery(
         continuation.mode,
         continuation.trigger,
@@ -158,6 +164,18 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
             "messageId": msg.id,
         },
     )
+
+
+async def _run_job(job: JobMessage, message_id: str | None) -> None:
+    """A job another package runs on this queue, by its name."""
+    ids = {"tenantId": job.tenant_id, "messageId": message_id}
+    if job.job == "overview":
+        result = await run_overview_pass(
+            job.tenant_id,
+            request_pass=lambda: send_continuation(job),
+            stuck_after=stuck_threshold(),
+        )
+        _log.info("overview pass ended: %s, %d devices", result.status, result.devices, extra=ids)
 
 
 @bp.function_name("graph_subscriptions")

@@ -3,12 +3,15 @@
 - `reports`: `POST /api/reports`, a device's status report, enqueued on `device-status`.
 - `record_status`: queue trigger on `device-status`, records each report exactly once in effect.
 - `devices`: `GET /api/devices/{deviceId}`, `GET /api/devices?stage=&diagnosis=&next=` and
-  `?summary=stage|overview`, admin only.
+  `?summary=stage|overview`, admin only. The overview is a snapshot (one point read); a stale
+  one asks for a summarization pass on `discovery-continue` (`{"tenant", "job": "overview"}`,
+  run by `discovery_continue`).
 """
 
 import azure.functions as func
 
 from shared.auth import authenticate, authenticate_device, require_admin
+from shared.discovery import JobMessage, send_continuation
 from shared.errors import BadRequest, NotFound
 from shared.http import json_response, problem_boundary, require_plain_body
 from shared.ids import parse_guid
@@ -89,7 +92,10 @@ async def _summary(tenant_id: str, summary: str) -> dict[str, object]:
         counts = await stage_counts(tenant_id)
         return {"counts": counts, "total": sum(counts.values())}
     if summary == "overview":
-        return await fleet_overview(tenant_id)
+        return await fleet_overview(
+            tenant_id,
+            request_pass=lambda: send_continuation(JobMessage(tenant_id, "overview")),
+        )
     raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage' or 'overview'"})
 
 

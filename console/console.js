@@ -7,6 +7,11 @@
   const API = "/api";
   const PAGE_SIZE = 50;
   const RUN_REFRESH_MS = 2000;
+  // The overview is a snapshot a background pass refreshes: while it is refreshing (or before
+  // the first one) ask again every 2 s, for at most a minute (a pass over 100,000 devices takes
+  // well under that).
+  const OVERVIEW_REFRESH_MS = 2000;
+  const OVERVIEW_WAIT_MS = 60000;
   const DEMO_TOKEN_KEY = "cmboot.console.demoToken";
   const AGES = [
     ["", "Any time"],
@@ -16,7 +21,7 @@
   ];
   const AGE_MS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 
-  const state = { config: null, msal: null, account: null, token: null, timer: null };
+  const state = { config: null, msal: null, account: null, token: null, timer: null, overviewWaitUntil: null };
 
   // ---- DOM helpers ------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -178,6 +183,7 @@
     const diagnoses = Object.entries(data.diagnoses).filter(([, count]) => count > 0);
     return el("section", { "data-view": "overview" },
       el("h1", { text: "Fleet overview" }),
+      overviewFreshness(data),
       el("div", { class: "cards" },
         el("div", { class: "card" }, el("div", { class: "label", text: "devices" }),
           el("div", { class: "value", "data-total": "", text: data.total })),
@@ -195,6 +201,27 @@
               el("td", {}, el("a", { href: `#/devices?diagnosis=${code}` }, badge(catalogue[code] || { code, severity: "info" }))),
               el("td", { text: catalogue[code] ? catalogue[code].summary : "" }),
               el("td", { class: "num", "data-diagnosis-count": code, text: count }))))));
+  }
+
+  // "As of <time>", and a poll (bounded) while a pass is making newer numbers.
+  function overviewFreshness(data) {
+    const waiting = data.refreshing || !data.asOf;
+    let note = "";
+    if (!waiting) {
+      state.overviewWaitUntil = null;
+    } else {
+      if (state.overviewWaitUntil === null) state.overviewWaitUntil = Date.now() + OVERVIEW_WAIT_MS;
+      if (Date.now() < state.overviewWaitUntil) {
+        state.timer = setTimeout(route, OVERVIEW_REFRESH_MS);
+        note = data.asOf ? " · refreshing…" : "";
+      } else {
+        note = " · still refreshing: reload the page for newer numbers";
+      }
+    }
+    const text = data.asOf
+      ? `As of ${when(data.asOf)} (${ago(data.asOf)})${note}`
+      : `Counting the fleet for the first time…${note}`;
+    return el("p", { class: "muted", "data-as-of": data.asOf || "", "data-refreshing": data.refreshing ? "yes" : "no", text });
   }
 
   function installChart(days) {
@@ -452,6 +479,7 @@
     const [path, query] = (location.hash.replace(/^#/, "") || "/overview").split("?");
     const params = new URLSearchParams(query || "");
     const parts = path.split("/").filter(Boolean);
+    if (parts[0] && parts[0] !== "overview") state.overviewWaitUntil = null;
     for (const link of document.querySelectorAll("[data-nav]")) {
       link.classList.toggle("active", link.dataset.nav === parts[0]);
     }

@@ -63,7 +63,8 @@ class InvalidReport(InvalidInput):
 
 
 class MalformedContinuation(InvalidInput):
-    """A `discovery-continue` message that is not `{"tenant", "mode", ["runId"], ["trigger"]}`."""
+    """A `discovery-continue` message that is neither a run's `{"tenant", "mode", ...}` nor a
+    `{"tenant", "job"}`."""
 
 
 class MalformedEvent(InvalidInput):

@@ -20,6 +20,8 @@ GRAPH_SUBSCRIPTIONS: Final = "GraphSubscriptions"
 INSTALL_PROFILES: Final = "InstallProfiles"
 # The profile each user and device gets, derived (see shared/profiles/_resolved.py).
 RESOLVED_PROFILES: Final = "ResolvedProfiles"
+# The fleet overview's snapshot and its summarization pass (see shared/reports/_overview.py).
+DEVICE_OVERVIEW: Final = "DeviceOverview"
 
 ALL_TABLES: Final = (
     AAD_USERS,
@@ -36,6 +38,7 @@ ALL_TABLES: Final = (
     GRAPH_SUBSCRIPTIONS,
     INSTALL_PROFILES,
     RESOLVED_PROFILES,
+    DEVICE_OVERVIEW,
 )
 
 # Queues

@@ -13,7 +13,14 @@ from typing import Any, Final
 from shared.discovery import GROUPS_MAX_PAGE_SIZE, RUNS_MAX_PAGE_SIZE
 from shared.errors import PROBLEM_JSON
 from shared.profiles import PROFILES_MAX_PAGE_SIZE, PROPERTY_CHECKS
-from shared.reports import DIAGNOSES, INSTALL_CHART_DAYS, MAX_BODY_BYTES, MAX_PAGE_SIZE, STAGES
+from shared.reports import (
+    DIAGNOSES,
+    FRESH_SECONDS,
+    INSTALL_CHART_DAYS,
+    MAX_BODY_BYTES,
+    MAX_PAGE_SIZE,
+    STAGES,
+)
 from shared.settings import MAX_BUNDLE_TTL_MINUTES
 
 JSON: Final = "application/json"
@@ -199,7 +206,8 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "summary",
                         {"enum": ["stage", "overview"]},
-                        "Counts instead of a page: by stage, or the console's fleet overview.",
+                        "Counts instead of a page: by stage, or the console's fleet overview "
+                        "(a snapshot with its asOf time, see Overview).",
                     ),
                     _page_size(MAX_PAGE_SIZE, 100),
                     *_PAGING,
@@ -592,8 +600,21 @@ def _schemas() -> dict[str, Any]:
         },
         "Overview": {
             "type": "object",
-            "required": ["counts", "diagnoses", "installsByDay", "total"],
+            "description": "A snapshot a background summarization pass publishes: one point read "
+            "answers it. asOf is when the pass that counted it started (null before the first "
+            f"pass); a snapshot older than {FRESH_SECONDS} s asks for a new pass, and refreshing "
+            "says one is running or queued: ask again for the new numbers.",
+            "required": [
+                "counts",
+                "diagnoses",
+                "installsByDay",
+                "total",
+                "asOf",
+                "refreshing",
+            ],
             "properties": {
+                "asOf": _nullable(UTC_TIME),
+                "refreshing": {"type": "boolean"},
                 "counts": counts,
                 "diagnoses": {
                     "type": "object",

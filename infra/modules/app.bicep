@@ -33,6 +33,7 @@ var tableNames = [
   'GraphSubscriptions'
   'InstallProfiles'
   'ResolvedProfiles'
+  'DeviceOverview'
 ]
 var queueNames = [
   'discovery-continue'

@@ -27,7 +27,10 @@ from shared.discovery._groups_view import (
     parse_groups_query,
 )
 from shared.discovery._messages import (
+    JOBS,
     Continuation,
+    Job,
+    JobMessage,
     parse_continuation,
     send_continuation,
 )
@@ -49,6 +52,7 @@ from shared.storage import Storage, get_storage
 __all__ = [
     "DISCOVERY_REQUESTED",
     "GROUPS_MAX_PAGE_SIZE",
+    "JOBS",
     "RESOURCES",
     "RUNS_MAX_PAGE_SIZE",
     "SELECT",
@@ -60,6 +64,8 @@ __all__ = [
     "DiscoveryConfig",
     "EventDecision",
     "GroupsPage",
+    "Job",
+    "JobMessage",
     "MalformedContinuation",
     "MalformedEvent",
     "Mode",

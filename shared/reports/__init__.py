@@ -1,4 +1,5 @@
-"""Device status reports: accept (`POST /api/reports`), record (`record_status`), show (`devices`).
+"""Device status reports: accept (`POST /api/reports`), record (`record_status`), show (`devices`),
+summarize (`fleet_overview`, kept by `run_overview_pass`).
 
 The public surface the blueprints use; the modules behind it are private.
 """
@@ -20,6 +21,15 @@ from shared.reports._entities import (
 )
 from shared.reports._intake import MAX_BODY_BYTES, accept_report, check_size, validate_report
 from shared.reports._message import PROVENANCE_FIELD, parse_message, queue_message
+from shared.reports._overview import (
+    FRESH_SECONDS,
+    INSTALL_CHART_DAYS,
+    OVERVIEW_COLUMNS,
+    PASS_BUDGET_SECONDS,
+    PassResult,
+    fleet_overview,
+    run_overview_pass,
+)
 from shared.reports._recorder import RecordOutcome, StatusContention, record_message, record_report
 from shared.reports._schema import (
     STAGES,
@@ -28,25 +38,25 @@ from shared.reports._schema import (
     parse_report_text,
 )
 from shared.reports._views import (
-    INSTALL_CHART_DAYS,
     MAX_PAGE_SIZE,
-    OVERVIEW_COLUMNS,
     DeviceFilter,
     DevicePage,
     device_detail,
-    fleet_overview,
     list_devices,
     parse_page_size,
     stage_counts,
+    stuck_threshold,
 )
 from shared.times import format_utc
 
 __all__ = [
     "DIAGNOSES",
+    "FRESH_SECONDS",
     "INSTALL_CHART_DAYS",
     "MAX_BODY_BYTES",
     "MAX_PAGE_SIZE",
     "OVERVIEW_COLUMNS",
+    "PASS_BUDGET_SECONDS",
     "PROVENANCE_FIELD",
     "STAGES",
     "TOKEN_NOT_ACCEPTED",
@@ -54,6 +64,7 @@ __all__ = [
     "DevicePage",
     "Diagnosis",
     "InvalidReport",
+    "PassResult",
     "RecordOutcome",
     "StatusContention",
     "StatusReport",
@@ -77,6 +88,8 @@ __all__ = [
     "record_message",
     "record_report",
     "report_view",
+    "run_overview_pass",
     "stage_counts",
+    "stuck_threshold",
     "validate_report",
 ]

@@ -36,7 +36,6 @@ DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
 # A rare diagnosis in a large fleet: stop after this many rows and hand back `next`.
 MAX_EXAMINED: Final = 5000
-INSTALL_CHART_DAYS: Final = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +93,27 @@ class DeviceFilter:
         return " and ".join(clauses), parameters
 
 
-class _Explainer:
-    """Diagnoses rows for one request: one clock, one setting read, each user read once."""
+def stuck_threshold() -> timedelta:
+    """How long a device may stay at `bundle-received` or `installing` (DEVICE_STUCK_MINUTES)."""
+    return timedelta(minutes=get_settings().device_stuck_minutes)
 
-    def __init__(self, tenant_id: str, users: TableClient) -> None:
+
+class _Explainer:
+    """Diagnoses rows for one request (or one page of the overview's pass): one clock, one
+    setting read, each user read once."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        users: TableClient,
+        *,
+        now: datetime | None = None,
+        stuck_after: timedelta | None = None,
+    ) -> None:
         self._tenant_id = tenant_id
         self._users = users
-        self._now = datetime.now(UTC)
-        self._stuck_after = timedelta(minutes=get_settings().device_stuck_minutes)
+        self._now = now or datetime.now(UTC)
+        self._stuck_after = stuck_after or stuck_threshold()
         self._user_states: dict[str, UserState] = {}
 
     async def explain(self, row: Mapping[str, Any]) -> dict[str, str]:
@@ -283,58 +295,6 @@ async def stage_counts(tenant_id: str) -> dict[str, int]:
         async for row in rows:
             counts[str(row.get("stage"))] += 1
     return {stage: counts.get(stage, 0) for stage in STAGES}
-
-
-OVERVIEW_COLUMNS: Final = [
-    "PartitionKey",
-    "RowKey",
-    "stage",
-    "lastReportAt",
-    "reportedAt",
-    "ccmsetupExitCode",
-    "installErrorCode",
-    "userObjectId",
-    "dsregcmdFacts",
-]
-
-
-async def fleet_overview(tenant_id: str) -> dict[str, Any]:
-    """Counts by stage and by diagnosis, and installs per day over the last 30 days (UTC days,
-    by the time of the report that said `installed`). One pass over the tenant's partition."""
-    table = await get_storage().table(DEVICE_STATUS)
-    explainer = await _explainer(tenant_id)
-    stages: Counter[str] = Counter()
-    diagnoses: Counter[str] = Counter()
-    installs: Counter[str] = Counter()
-    async with translate_errors():
-        rows = table.query_entities(
-            "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=OVERVIEW_COLUMNS
-        )
-        async for row in rows:
-            state: Mapping[str, Any] = row
-            if row.get("dsregcmdFacts") is None:
-                state = await _with_raw_dsregcmd(table, row)
-            stages[str(state.get("stage"))] += 1
-            diagnoses[(await explainer.explain(state))["code"]] += 1
-            reported = _aware(state.get("reportedAt"))
-            if state.get("stage") == "installed" and reported is not None:
-                installs[reported.date().isoformat()] += 1
-    today = datetime.now(UTC).date()
-    days = [today - timedelta(days=n) for n in range(INSTALL_CHART_DAYS - 1, -1, -1)]
-    return {
-        "counts": {stage: stages.get(stage, 0) for stage in STAGES},
-        "diagnoses": {code: diagnoses.get(code, 0) for code in CATALOGUE},
-        "installsByDay": [
-            {"day": d.isoformat(), "count": installs.get(d.isoformat(), 0)} for d in days
-        ],
-        "total": sum(stages.values()),
-    }
-
-
-async def _with_raw_dsregcmd(table: TableClient, row: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A row recorded before `dsregcmdFacts` existed: one point read of its raw dsregcmd."""
-    device = await table.get_entity(row["PartitionKey"], row["RowKey"], select=["dsregcmd"])
-    return {**row, "dsregcmd": device.get("dsregcmd")}
 
 
 def _encode_continuation(token: object) -> str | None:

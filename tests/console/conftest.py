@@ -30,6 +30,7 @@ from shared.names import (
 from tests.reports.helpers import (
     Service,
     enqueue,
+    fresh_overview,
     http,
     report,
     rows,
@@ -187,6 +188,8 @@ async def fleet(entra_issuer: EntraIssuer) -> AsyncIterator[Fleet]:
                 "progress": json.dumps(progress),
             }
         )
+        # The overview is a snapshot: its first request asks for the pass that makes one.
+        await fresh_overview(service)
         yield Fleet(
             service,
             failed_device=ids["failed"],

@@ -28,6 +28,8 @@ FLAGS = [
     "--disable-sync",
 ]
 WAIT_MS = 10_000
+# A pass over the test fleet takes well under a second; the queue is polled every 2 s.
+FRESH_WAIT_MS = 30_000
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="chromium is not installed (make browser installs it)"
@@ -84,7 +86,14 @@ async def test_sign_in_shows_the_overview_with_the_api_numbers(page: Page, fleet
     await page.click("#sign-in")
     await rendered(page, "#/overview")
     load_seconds = time.monotonic() - started
+    # The overview is a snapshot: the page asks again (every 2 s) until no pass is running.
+    await page.wait_for_function(
+        "() => { const p = document.querySelector('[data-as-of]');"
+        " return p && p.dataset.asOf && p.dataset.refreshing === 'no'; }",
+        timeout=FRESH_WAIT_MS,
+    )
     overview = api(fleet, "/api/devices?summary=overview")
+    assert await page.get_attribute("[data-as-of]", "data-as-of") == overview["asOf"]
     assert await page.text_content("[data-total]") == str(overview["total"])
     for stage, count in overview["counts"].items():
         assert await page.text_content(f'[data-stage="{stage}"]') == str(count)

@@ -8,6 +8,7 @@ import pytest
 
 from shared.discovery import (
     Continuation,
+    JobMessage,
     MalformedContinuation,
     MalformedEvent,
     Resource,
@@ -89,6 +90,19 @@ def test_malformed_continuations_say_why(text: str, says: str) -> None:
         parse_continuation(text)
 
 
+def test_a_job_message_round_trips_and_a_bad_one_says_why() -> None:
+    job = JobMessage(TENANT, "overview")
+    assert json.loads(job.to_json()) == {"tenant": TENANT, "job": "overview"}
+    assert parse_continuation(job.to_json()) == job
+    for body, says in (
+        ({"tenant": TENANT, "job": "reindex"}, "job is not one of"),
+        ({"tenant": TENANT, "job": None}, "job is not one of"),
+        ({"job": "overview"}, "tenant"),
+    ):
+        with pytest.raises(MalformedContinuation, match=says):
+            parse_continuation(json.dumps(body))
+
+
 def test_runs_query_names_bad_fields() -> None:
     assert parse_runs_query(None, None) == (50, None)
     assert parse_runs_query("2", RUN_ID) == (2, RUN_ID)
@@ -151,6 +165,6 @@ def test_continuations_name_their_resource_and_old_ones_mean_users() -> None:
     message = Continuation(TENANT, "delta", trigger="pending", resource="groups")
     assert parse_continuation(message.to_json()) == message
     old = json.dumps({"tenant": TENANT, "mode": "full", "runId": RUN_ID})
-    assert parse_continuation(old).resource == "users"
+    assert parse_continuation(old) == Continuation(TENANT, "full", RUN_ID)
     with pytest.raises(MalformedContinuation, match="resource"):
         parse_continuation(json.dumps({"tenant": TENANT, "mode": "full", "resource": "devices"}))

@@ -146,6 +146,21 @@ async def wait_for(
     raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
 
 
+async def fresh_overview(service: Service, *, within: float = 30) -> Any:
+    """`GET /api/devices?summary=overview` once a pass has published a snapshot and none is
+    running: the first request asks for the pass, the host runs it from `discovery-continue`."""
+
+    def probe() -> Any:
+        answer = http(
+            "GET", service.url("/api/devices?summary=overview"), token=service.admin_token()
+        )
+        assert answer.status == 200, answer.body
+        body = answer.json()
+        return body if body["asOf"] and not body["refreshing"] else None
+
+    return await wait_for(probe, within=within, what="a fresh overview snapshot")
+
+
 async def rows(storage: Storage, table: str, query: str = "", **parameters: Any) -> list[Any]:
     client = await storage.table(table)
     if not query:

@@ -11,7 +11,15 @@ import pytest
 
 from devtools.fakes.entra import EntraIssuer
 from shared.names import AAD_USERS, DEVICE_STATUS
-from tests.reports.helpers import Service, enqueue, http, report, rows, wait_for
+from tests.reports.helpers import (
+    Service,
+    enqueue,
+    fresh_overview,
+    http,
+    report,
+    rows,
+    wait_for,
+)
 from tests.support.settings import TENANT_ID
 
 STAGE_DEVICES = {"failed": 12, "installed": 5, "installing": 4, "bundle-received": 3}
@@ -148,7 +156,7 @@ async def test_last_report_filter_narrows_by_time(
 
 
 async def test_overview_counts_match_the_list(service: Service, recorded: dict[str, Any]) -> None:
-    overview = get(service, "/api/devices?summary=overview").json()
+    overview = await fresh_overview(service)
     expected = {stage: len(ids) for stage, ids in recorded["by_stage"].items()}
     assert overview["counts"] == expected
     assert sum(overview["diagnoses"].values()) == overview["total"] == sum(expected.values())
