@@ -25,7 +25,6 @@ from shared.reports import (
     list_devices,
     parse_page_size,
     record_message,
-    stage_counts,
 )
 
 bp = func.Blueprint()
@@ -88,15 +87,15 @@ async def devices(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _summary(tenant_id: str, summary: str) -> dict[str, object]:
-    if summary == "stage":
-        counts = await stage_counts(tenant_id)
-        return {"counts": counts, "total": sum(counts.values())}
-    if summary == "overview":
-        return await fleet_overview(
-            tenant_id,
-            request_pass=lambda: send_continuation(JobMessage(tenant_id, "overview")),
-        )
-    raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage' or 'overview'"})
+    if summary not in ("stage", "overview"):
+        raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage' or 'overview'"})
+    overview = await fleet_overview(
+        tenant_id,
+        request_pass=lambda: send_continuation(JobMessage(tenant_id, "overview")),
+    )
+    if summary == "stage":  # the older, smaller view of the same snapshot
+        return {key: overview[key] for key in ("counts", "total", "asOf", "refreshing")}
+    return overview
 
 
 def _device_guid(value: str) -> str:

@@ -595,8 +595,14 @@ def _schemas() -> dict[str, Any]:
         },
         "StageCounts": {
             "type": "object",
-            "required": ["counts", "total"],
-            "properties": {"counts": counts, "total": {"type": "integer"}},
+            "description": "The stage counts of the Overview snapshot.",
+            "required": ["counts", "total", "asOf", "refreshing"],
+            "properties": {
+                "counts": counts,
+                "total": {"type": "integer"},
+                "asOf": _nullable(UTC_TIME),
+                "refreshing": {"type": "boolean"},
+            },
         },
         "Overview": {
             "type": "object",

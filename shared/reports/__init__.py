@@ -44,7 +44,6 @@ from shared.reports._views import (
     device_detail,
     list_devices,
     parse_page_size,
-    stage_counts,
     stuck_threshold,
 )
 from shared.times import format_utc
@@ -89,7 +88,6 @@ __all__ = [
     "record_report",
     "report_view",
     "run_overview_pass",
-    "stage_counts",
     "stuck_threshold",
     "validate_report",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -282,19 +281,6 @@ async def list_devices(
             if not token:
                 break
     return DevicePage(devices, _encode_continuation(token))
-
-
-async def stage_counts(tenant_id: str) -> dict[str, int]:
-    """How many of the tenant's devices are in each stage (every stage listed, zero included)."""
-    table = await get_storage().table(DEVICE_STATUS)
-    counts: Counter[str] = Counter()
-    async with translate_errors():
-        rows = table.query_entities(
-            "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=["stage"]
-        )
-        async for row in rows:
-            counts[str(row.get("stage"))] += 1
-    return {stage: counts.get(stage, 0) for stage in STAGES}
 
 
 def _encode_continuation(token: object) -> str | None:

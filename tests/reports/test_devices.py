@@ -168,10 +168,17 @@ async def test_overview_counts_match_the_list(service: Service, recorded: dict[s
 
 
 async def test_counts_by_stage(service: Service, recorded: dict[str, Any]) -> None:
+    overview = await fresh_overview(service)
     answer = get(service, "/api/devices?summary=stage")
     assert answer.status == 200
     expected = {stage: len(ids) for stage, ids in recorded["by_stage"].items()}
-    assert answer.json() == {"counts": expected, "total": sum(expected.values())}
+    body = answer.json()
+    assert body == {
+        "counts": expected,
+        "total": sum(expected.values()),
+        "asOf": overview["asOf"],
+        "refreshing": False,
+    }
 
 
 async def test_one_device_shows_latest_state_and_newest_history_first(
