@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +71,29 @@ class AzuriteTls:
         return ["--cert", str(self.cert), "--key", str(self.key), *oauth]
 
 
+@dataclass(frozen=True, slots=True)
+class StorageAccount:
+    """One storage account of a running Azurite: its own blobs, queues and tables."""
+
+    name: str
+    ports: AzuritePorts
+    scheme: str = "http"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={self.name};"
+            f"AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={self.service_uri('blob')};"
+            f"QueueEndpoint={self.service_uri('queue')};"
+            f"TableEndpoint={self.service_uri('table')};"
+        )
+
+    def service_uri(self, service: str) -> str:
+        """`http(s)://127.0.0.1:PORT/<account>` of `blob`, `queue` or `table`."""
+        return f"{self.scheme}://{HOST}:{getattr(self.ports, service)}/{self.name}"
+
+
 class Azurite:
     """One Azurite process. Use as a context manager; `connection_string` points at it."""
 
@@ -79,32 +103,34 @@ class Azurite:
         *,
         location: Path | None = None,
         tls: AzuriteTls | None = None,
+        accounts: Sequence[str] = (),
     ) -> None:
         """In memory unless `location` names a folder (Azurite can't combine the two).
 
         With `tls`, Azurite serves https with that certificate and, if asked, accepts OAuth
         bearer tokens (`--oauth basic`: it checks issuer, audience and lifetime, not signature).
+        `accounts` are storage accounts served beside `devstoreaccount1` (same key), each with
+        its own queues and tables: isolation without another Azurite process.
         """
         self.ports = ports
         self.location = location
         self.tls = tls
+        self.accounts = tuple(accounts)
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
 
+    def account(self, name: str = ACCOUNT) -> StorageAccount:
+        if name != ACCOUNT and name not in self.accounts:
+            raise AzuriteError(f"Azurite was not started with the account {name}")
+        return StorageAccount(name, self.ports, "https" if self.tls else "http")
+
     @property
     def connection_string(self) -> str:
-        scheme = "https" if self.tls else "http"
-        return (
-            f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.service_uri('blob')};"
-            f"QueueEndpoint={self.service_uri('queue')};"
-            f"TableEndpoint={self.service_uri('table')};"
-        )
+        return self.account().connection_string
 
     def service_uri(self, service: str) -> str:
         """`http(s)://127.0.0.1:PORT/devstoreaccount1` of `blob`, `queue` or `table`."""
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{HOST}:{getattr(self.ports, service)}/{ACCOUNT}"
+        return self.account().service_uri(service)
 
     def start(self, timeout: float = 60.0) -> None:
         if not AZURITE_BIN.exists():
@@ -133,8 +159,13 @@ class Azurite:
             *persistence,
             *(self.tls.arguments() if self.tls else ()),
         ]
+        env = dict(os.environ)
+        if self.accounts:
+            # Naming accounts disables the default one unless it is named too.
+            names = (ACCOUNT, *self.accounts)
+            env["AZURITE_ACCOUNTS"] = ";".join(f"{name}:{ACCOUNT_KEY}" for name in names)
         self._process = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         self._wait_until_listening(timeout)
 
@@ -184,12 +215,17 @@ class Azurite:
 
 @contextlib.contextmanager
 def running_azurite(
-    ports: AzuritePorts | None = None, location: Path | None = None, tls: AzuriteTls | None = None
+    ports: AzuritePorts | None = None,
+    location: Path | None = None,
+    tls: AzuriteTls | None = None,
+    accounts: Sequence[str] = (),
 ) -> Iterator[Azurite]:
     """Azurite on `ports`, or on free ports: those can be taken between the pick and Azurite's
     bind when several test workers start at once, so then up to three sets are tried."""
     for attempt in range(1, 4):
-        azurite = Azurite(ports or AzuritePorts.free(), location=location, tls=tls)
+        azurite = Azurite(
+            ports or AzuritePorts.free(), location=location, tls=tls, accounts=accounts
+        )
         try:
             azurite.start()
         except AzuriteError as error:

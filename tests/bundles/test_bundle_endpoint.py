@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from devhost.azurite import Azurite
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import EntraIssuer, SigningKey
 from shared.names import BLOCKED_DEVICES
 from tests.bundles.helpers import BundleService, verify_with_jwks
@@ -75,10 +75,10 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def service(
-    private_azurite: Azurite, module_issuer: EntraIssuer, signing_key_file: Path
+    private_account: StorageAccount, module_issuer: EntraIssuer, signing_key_file: Path
 ) -> AsyncIterator[BundleService]:
     env = product_env(
-        private_azurite.connection_string,
+        private_account.connection_string,
         AAD_AUTHORITY_HOST=module_issuer.authority_host,
         BOOTSTRAP_AUTH="user",  # the user-token path; device proofs: tests/device_trust
         BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
@@ -87,7 +87,7 @@ async def service(
         SMS_MP=MANAGEMENT_POINT,
         BUNDLE_TTL_MINUTES="45",
     )
-    async with storage_on(private_azurite) as storage:
+    async with storage_on(private_account) as storage:
         with DevHostProcess(env) as host:
             async with httpx.AsyncClient(timeout=30) as http:
                 yield BundleService(host=host, storage=storage, issuer=module_issuer, http=http)

@@ -22,7 +22,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devhost.azurite import Azurite
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import EntraIssuer
 from devtools.fakes.identity import FakeManagedIdentity
 from tests.bundles.helpers import BundleService, verify_with_jwks
@@ -60,7 +60,7 @@ def vault(
 
 @pytest.fixture(scope="module")
 async def service(
-    private_azurite: Azurite,
+    private_account: StorageAccount,
     entra_issuer: EntraIssuer,
     identity: FakeManagedIdentity,
     vault: FakeKeyVault,
@@ -68,7 +68,7 @@ async def service(
     current_key_id = vault.create_key(CURRENT)
     next_key_id = vault.create_key(NEXT)
     env = product_env(
-        private_azurite.connection_string,
+        private_account.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
         BOOTSTRAP_AUTH="user",
         BUNDLE_SIGNING_KEY_ID=current_key_id,  # versioned: the infra pins it explicitly
@@ -76,7 +76,7 @@ async def service(
         **identity.environment(),
         **vault.environment(),
     )
-    async with storage_on(private_azurite) as storage:
+    async with storage_on(private_account) as storage:
         with DevHostProcess(env) as host:
             async with httpx.AsyncClient(timeout=60) as http:
                 yield VaultService(
@@ -218,7 +218,7 @@ async def test_no_token_or_key_material_in_the_log(service: VaultService):
 
 
 async def test_a_vault_down_at_start_is_503_until_it_is_back(
-    private_azurite: Azurite,
+    private_account: StorageAccount,
     entra_issuer: EntraIssuer,
     identity: FakeManagedIdentity,
     vault: FakeKeyVault,
@@ -227,7 +227,7 @@ async def test_a_vault_down_at_start_is_503_until_it_is_back(
     name = f"down-at-start-{uuid.uuid4().hex[:8]}"
     key_id = vault.create_key(name)
     env = product_env(
-        private_azurite.connection_string,
+        private_account.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
         BOOTSTRAP_AUTH="user",
         BUNDLE_SIGNING_KEY_ID=key_id,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from client.cmbootstrap_client import main as client_main
-from devhost.azurite import Azurite
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import EntraIssuer
 from shared.bundles import PublicKey
 from tests.support.devhost import DevHostProcess
@@ -87,7 +87,7 @@ def token_file(tmp_path: Path, entra_issuer: EntraIssuer) -> Iterator[Path]:
 
 
 def test_devices_follow_the_rotation_runbook_and_never_refuse_a_valid_bundle(
-    private_azurite: Azurite, entra_issuer: EntraIssuer, tmp_path: Path, token_file: Path
+    private_account: StorageAccount, entra_issuer: EntraIssuer, tmp_path: Path, token_file: Path
 ):
     first, second = tmp_path / "first.pem", tmp_path / "second.pem"
     k1, k2 = key_file(first), key_file(second)
@@ -98,7 +98,7 @@ def test_devices_follow_the_rotation_runbook_and_never_refuse_a_valid_bundle(
         extra = {"BUNDLE_SIGNING_NEXT_KEY_FILE": str(second_key)} if second_key else {}
         return DevHostProcess(
             product_env(
-                private_azurite.connection_string,
+                private_account.connection_string,
                 AAD_AUTHORITY_HOST=entra_issuer.authority_host,
                 BUNDLE_SIGNING_KEY_FILE=str(current),
                 BOOTSTRAP_AUTH="user",

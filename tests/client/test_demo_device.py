@@ -14,13 +14,13 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from devhost.azurite import Azurite, free_port, running_azurite
+from devhost.azurite import StorageAccount, free_port
 from devtools.demo import demo_device, demo_servers
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 from tests.support.settings import TENANT_ID, product_env
@@ -31,10 +31,9 @@ BASH = shutil.which("bash") or "/bin/bash"
 
 
 @pytest.fixture(scope="module")
-def azurite() -> Iterator[Azurite]:
+def own_account(new_account: Callable[[], StorageAccount]) -> StorageAccount:
     """This module's own: its hosts poll queues that other tests' hosts must not drain."""
-    with running_azurite() as instance:
-        yield instance
+    return new_account()
 
 
 def test_the_demo_device_is_generated_once_and_its_key_is_private(tmp_path: Path):
@@ -61,10 +60,10 @@ def run_printed(command: str, token: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_printed_commands_fetch_and_verify_a_bundle_in_every_mode(
-    azurite: Azurite, tmp_path: Path
+    own_account: StorageAccount, tmp_path: Path
 ):
     values = product_env(
-        azurite.connection_string,
+        own_account.connection_string,
         GRAPH_BASE_URL=f"http://127.0.0.1:{free_port()}/v1.0",
         IDENTITY_ENDPOINT=f"http://127.0.0.1:{free_port()}/msi/token",
         IDENTITY_HEADER="demo-header",

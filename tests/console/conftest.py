@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from client.dsregcmd import parse_dsregcmd
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import EntraIssuer
 from shared.ids import inverted_ticks
 from shared.names import (
@@ -34,7 +35,7 @@ from tests.reports.helpers import (
     http,
     report,
     rows,
-    service_on_own_azurite,
+    service_on,
     wait_for,
 )
 from tests.support.issuer import entra_issuer
@@ -103,9 +104,11 @@ def _fleet_reports(now: datetime) -> tuple[list[dict[str, Any]], dict[str, str]]
 
 
 @pytest.fixture(scope="package")
-async def fleet(entra_issuer: EntraIssuer) -> AsyncIterator[Fleet]:
+async def fleet(
+    entra_issuer: EntraIssuer, new_account: Callable[[], StorageAccount]
+) -> AsyncIterator[Fleet]:
     entra_issuer.serve_demo_admin_tokens(audience=SERVER_APP_ID)
-    async with service_on_own_azurite(entra_issuer, BOOTSTRAP_AUTH="user") as service:
+    async with service_on(new_account(), entra_issuer, BOOTSTRAP_AUTH="user") as service:
         now = datetime.now(UTC)
         bodies, ids = _fleet_reports(now)
         await enqueue(service.storage, [json.dumps(body) for body in bodies])

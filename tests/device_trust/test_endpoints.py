@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +22,7 @@ import httpx
 import jwt
 import pytest
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import StorageAccount
 from devtools.devices import DROP, DeviceIdentity, new_rsa_key, unsigned_proof
 from devtools.fakes.entra import EntraIssuer
 from devtools.fakes.graph import FakeGraph
@@ -138,10 +138,10 @@ async def eventually(probe: Callable[[], Any], *, within: float, what: str) -> A
 
 
 @pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    """This module's Azurite: its hosts run the queue trigger, other tests' hosts must not."""
-    with running_azurite() as azurite:
-        yield azurite
+def own_account(new_account: Callable[[], StorageAccount]) -> StorageAccount:
+    """This module's storage account: its hosts run the queue trigger, other tests' hosts must
+    not."""
+    return new_account()
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +153,14 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def site(
-    own_azurite: Azurite,
+    own_account: StorageAccount,
     entra_issuer: EntraIssuer,
     identity: FakeManagedIdentity,
     graph: FakeGraph,
     signing_key_file: Path,
 ) -> AsyncIterator[Site]:
     env = product_env(
-        own_azurite.connection_string,
+        own_account.connection_string,
         AAD_AUTHORITY_HOST=entra_issuer.authority_host,
         GRAPH_BASE_URL=graph.graph_base_url,
         BUNDLE_SIGNING_KEY_FILE=str(signing_key_file),
@@ -175,7 +175,7 @@ async def site(
         with ThreadPoolExecutor(len(hosts)) as pool:
             list(pool.map(DevHostProcess.start, hosts))
         device, device2, both = hosts
-        async with storage_on(own_azurite) as storage, httpx.AsyncClient(timeout=30) as http:
+        async with storage_on(own_account) as storage, httpx.AsyncClient(timeout=30) as http:
             yield Site(
                 f"http://{PUBLIC_HOST}", device, device2, both, storage, graph, entra_issuer, http
             )

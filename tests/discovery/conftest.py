@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import StorageAccount
 from devtools.fakes.graph import FakeGraph, expected_rows
 from devtools.fakes.identity import FakeManagedIdentity
 from shared.discovery import DiscoveryConfig
@@ -24,15 +24,15 @@ BOOKKEEPING = {"PartitionKey", "RowKey", "lastDiscoveredAt", "lastSeenRunId"}
 
 
 @pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    """A module's own Azurite: its hosts poll queues that other tests' hosts must not drain."""
-    with running_azurite() as azurite:
-        yield azurite
+def own_account(new_account: Callable[[], StorageAccount]) -> StorageAccount:
+    """A module's own storage account: its hosts poll queues that other tests' hosts must not
+    drain."""
+    return new_account()
 
 
 @pytest.fixture(scope="module")
-async def own_storage(own_azurite: Azurite) -> AsyncIterator[Storage]:
-    async with storage_on(own_azurite) as storage:
+async def own_storage(own_account: StorageAccount) -> AsyncIterator[Storage]:
+    async with storage_on(own_account) as storage:
         yield storage
 
 

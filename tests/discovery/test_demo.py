@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from devhost.azurite import Azurite, free_port
+from devhost.azurite import StorageAccount, free_port
 from devtools.demo import DEMO_USERS, DemoRefused, demo_servers
 from shared.storage import Storage
 from tests.discovery.conftest import user_rows, wait_until
@@ -16,9 +16,9 @@ from tests.support.devhost import DevHostProcess
 from tests.support.settings import product_env
 
 
-def demo_values(azurite: Azurite, tenant: str, **overrides: str) -> dict[str, str]:
+def demo_values(account: StorageAccount, tenant: str, **overrides: str) -> dict[str, str]:
     return product_env(
-        azurite.connection_string,
+        account.connection_string,
         AAD_TENANT_ID=tenant,
         GRAPH_BASE_URL=f"http://127.0.0.1:{free_port()}/v1.0",
         IDENTITY_ENDPOINT=f"http://127.0.0.1:{free_port()}/msi/token",
@@ -28,15 +28,15 @@ def demo_values(azurite: Azurite, tenant: str, **overrides: str) -> dict[str, st
     )
 
 
-def test_refused_outside_development(own_azurite: Azurite) -> None:
-    values = demo_values(own_azurite, str(uuid.uuid4()), AZURE_FUNCTIONS_ENVIRONMENT="Production")
+def test_refused_outside_development(own_account: StorageAccount) -> None:
+    values = demo_values(own_account, str(uuid.uuid4()), AZURE_FUNCTIONS_ENVIRONMENT="Production")
     with pytest.raises(DemoRefused, match="Development"), demo_servers(values):
         pass
 
 
-def test_real_settings_start_nothing(own_azurite: Azurite) -> None:
+def test_real_settings_start_nothing(own_account: StorageAccount) -> None:
     values = product_env(
-        own_azurite.connection_string,
+        own_account.connection_string,
         GRAPH_BASE_URL="https://graph.microsoft.com/v1.0",
         AAD_AUTHORITY_HOST="https://login.microsoftonline.com",
     )
@@ -45,10 +45,10 @@ def test_real_settings_start_nothing(own_azurite: Azurite) -> None:
 
 
 async def test_demo_directory_fills_the_tables_through_the_host(
-    own_azurite: Azurite, own_storage: Storage
+    own_account: StorageAccount, own_storage: Storage
 ) -> None:
     tenant = str(uuid.uuid4())
-    values = demo_values(own_azurite, tenant)
+    values = demo_values(own_account, tenant)
     with demo_servers(values) as lines, DevHostProcess(values) as host:
         text = "\n".join(lines)
         assert "DEMO Microsoft Graph with 3000 sample users" in text

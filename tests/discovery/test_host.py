@@ -18,7 +18,7 @@ import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from devhost.azurite import Azurite
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import ADMIN_ROLE, EntraIssuer
 from devtools.fakes.graph import FakeGraph
 from devtools.fakes.graph_groups import Subscription, graph_event
@@ -90,7 +90,7 @@ HostedFactory = Callable[..., contextlib.AbstractContextManager[Hosted]]
 
 @pytest.fixture
 def hosting(
-    own_azurite: Azurite,
+    own_account: StorageAccount,
     own_storage: Storage,
     identity: FakeManagedIdentity,
     http: httpx.AsyncClient,
@@ -105,7 +105,7 @@ def hosting(
     ) -> Iterator[Hosted]:
         with make_graph(identity, users, **(graph_options or {})) as graph:
             env = product_env(
-                own_azurite.connection_string,
+                own_account.connection_string,
                 AAD_TENANT_ID=tenant,
                 GRAPH_BASE_URL=graph.graph_base_url,
                 **identity.environment(),

@@ -6,7 +6,7 @@ drops a membership the next group delta gives it the other profile. One host for
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,7 +14,7 @@ import jwt
 import pytest
 from jsonschema import Draft202012Validator
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import StorageAccount
 from devtools.devices import DeviceIdentity
 from devtools.fakes.entra import EntraIssuer
 from devtools.fakes.identity import FakeManagedIdentity
@@ -31,10 +31,9 @@ NONCE = "n0nce-profiles"
 
 
 @pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    """Its own Azurite: the host polls discovery-continue."""
-    with running_azurite() as azurite:
-        yield azurite
+def own_account(new_account: Callable[[], StorageAccount]) -> StorageAccount:
+    """Its own storage account: the host polls discovery-continue."""
+    return new_account()
 
 
 def documented(body: Any, schema: str) -> Any:
@@ -54,7 +53,7 @@ async def groups_runs_done(storage: Storage, count: int) -> bool:
 
 
 async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
-    own_azurite: Azurite,
+    own_account: StorageAccount,
     identity: FakeManagedIdentity,
 ) -> None:
     device, user = DeviceIdentity.generate(), str(uuid.uuid4())
@@ -67,7 +66,7 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
         top = graph.add_group("Kiosks", members={middle: "group"})
         sales = graph.add_group("Sales", members={user: "user"})
         env = product_env(
-            own_azurite.connection_string,
+            own_account.connection_string,
             AAD_AUTHORITY_HOST=issuer.authority_host,
             GRAPH_BASE_URL=graph.graph_base_url,
             WEBSITE_HOSTNAME=PUBLIC_HOST,
@@ -77,7 +76,7 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
         )
         admin = {"Authorization": f"Bearer {issuer.mint_admin_token()}"}
         async with (
-            storage_on(own_azurite) as storage,
+            storage_on(own_account) as storage,
             httpx.AsyncClient(timeout=30) as http,
         ):
             with DevHostProcess(env) as host:

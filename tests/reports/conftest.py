@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from devhost.azurite import StorageAccount
 from devtools.fakes.entra import EntraIssuer
-from tests.reports.helpers import Service, service_on_own_azurite
+from tests.reports.helpers import Service, service_on
 from tests.support.devhost import REPO_ROOT
 from tests.support.issuer import entra_issuer, fresh_entra_issuer
 
@@ -19,9 +20,11 @@ __all__ = ["entra_issuer", "fresh_entra_issuer"]
 
 
 @pytest.fixture(scope="module")
-async def service(entra_issuer: EntraIssuer) -> AsyncIterator[Service]:
-    """A host on its own Azurite, shared by one test module."""
-    async with service_on_own_azurite(entra_issuer) as running:
+async def service(
+    entra_issuer: EntraIssuer, new_account: Callable[[], StorageAccount]
+) -> AsyncIterator[Service]:
+    """A host on a storage account of its own, shared by one test module."""
+    async with service_on(new_account(), entra_issuer) as running:
         yield running
 
 

@@ -1,4 +1,4 @@
-"""Helpers of the report tests: a development host on its own Azurite, HTTP calls, bounded waits."""
+"""Helpers of the report tests: a development host on its own storage, HTTP calls, bounded waits."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import Azurite, StorageAccount, running_azurite
 from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.storage import Storage
@@ -27,13 +27,15 @@ from tests.support.storage import storage_on
 
 @dataclass
 class Service:
-    """One Azurite, the product's storage clients on it, and a host serving the app on it."""
+    """A storage account of its own, the product's storage clients on it, and a host serving the
+    app on it; `azurite` only when the service has an Azurite of its own (to stop it)."""
 
-    azurite: Azurite
+    account: StorageAccount
     storage: Storage
     issuer: EntraIssuer
     env: dict[str, str]
     host: DevHostProcess | None = None
+    azurite: Azurite | None = None
 
     def start_host(self, *, script_root: Path | None = None) -> DevHostProcess:
         self.host = DevHostProcess(self.env, script_root=script_root).start()
@@ -51,24 +53,34 @@ class Service:
 
 
 @contextlib.asynccontextmanager
+async def service_on(
+    account: StorageAccount, issuer: EntraIssuer, *, start: bool = True, **overrides: str
+) -> AsyncIterator[Service]:
+    # The user-token path; device proofs have their own tests (tests/device_trust).
+    settings = {"BOOTSTRAP_AUTH": "user"} | overrides
+    env = product_env(
+        account.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host, **settings
+    )
+    async with storage_on(account) as storage:
+        service = Service(account, storage, issuer, env)
+        try:
+            if start:
+                service.start_host()
+            yield service
+        finally:
+            if service.host is not None:
+                service.host.stop()
+
+
+@contextlib.asynccontextmanager
 async def service_on_own_azurite(
     issuer: EntraIssuer, *, start: bool = True, **overrides: str
 ) -> AsyncIterator[Service]:
+    """A service whose Azurite the test may stop (a storage outage)."""
     with running_azurite() as azurite:
-        # The user-token path; device proofs have their own tests (tests/device_trust).
-        settings = {"BOOTSTRAP_AUTH": "user"} | overrides
-        env = product_env(
-            azurite.connection_string, AAD_AUTHORITY_HOST=issuer.authority_host, **settings
-        )
-        async with storage_on(azurite) as storage:
-            service = Service(azurite, storage, issuer, env)
-            try:
-                if start:
-                    service.start_host()
-                yield service
-            finally:
-                if service.host is not None:
-                    service.host.stop()
+        async with service_on(azurite.account(), issuer, start=start, **overrides) as service:
+            service.azurite = azurite
+            yield service
 
 
 def report(

@@ -260,6 +260,7 @@ async def test_reference_client_reports_a_hybrid_joined_device(
 async def test_storage_down_is_503_with_retry_after(entra_issuer: EntraIssuer) -> None:
     async with service_on_own_azurite(entra_issuer) as service:
         assert post(service, encoded(report())).status == 202
+        assert service.azurite is not None
         service.azurite.stop()
         answer = post(service, encoded(report()))
         assert answer.status == 503

@@ -14,18 +14,19 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from devhost.azurite import free_port
+from devhost.azurite import StorageAccount, free_port
 from devtools.fakes.entra import EntraIssuer
 from shared.names import DEVICE_STATUS, DEVICE_STATUS_HISTORY, DEVICE_STATUS_QUEUE, REJECTED_REPORTS
 from shared.reports.replay import POISON_QUEUE
 from shared.storage import Storage
-from tests.reports.helpers import enqueue, report, rows, service_on_own_azurite, wait_for
+from tests.reports.helpers import enqueue, report, rows, service_on, wait_for
 from tests.support.devhost import REPO_ROOT, DevHostProcess
 
 SEED = 20261127
@@ -96,7 +97,7 @@ async def assert_exact_rows(
 
 
 async def test_reports_with_duplicates_give_exact_rows_on_two_hosts(
-    entra_issuer: EntraIssuer,
+    entra_issuer: EntraIssuer, new_account: Callable[[], StorageAccount]
 ) -> None:
     """Two host instances on one queue (scale-out): ETag writes, no lost or doubled counts.
 
@@ -105,7 +106,7 @@ async def test_reports_with_duplicates_give_exact_rows_on_two_hosts(
     take part whatever the size."""
     messages, by_device = reports_with_duplicates(devices=30, per_device=8, duplicates=60)
     assert len(messages) == 300
-    async with service_on_own_azurite(entra_issuer, start=False) as service:
+    async with service_on(new_account(), entra_issuer, start=False) as service:
         first = service.start_host()
         with DevHostProcess(service.env) as second:
             await enqueue(service.storage, messages)
@@ -115,8 +116,10 @@ async def test_reports_with_duplicates_give_exact_rows_on_two_hosts(
             assert "Executed 'record_status'" in second.output()
 
 
-async def test_garbage_on_the_queue_is_kept_in_rejected_reports(entra_issuer: EntraIssuer) -> None:
-    async with service_on_own_azurite(entra_issuer) as service:
+async def test_garbage_on_the_queue_is_kept_in_rejected_reports(
+    entra_issuer: EntraIssuer, new_account: Callable[[], StorageAccount]
+) -> None:
+    async with service_on(new_account(), entra_issuer) as service:
         huge = "x" * 40_000
         texts = ["not json at all", json.dumps({"reportId": "r1"}), huge]
         await enqueue(service.storage, texts)
@@ -149,10 +152,10 @@ async def test_garbage_on_the_queue_is_kept_in_rejected_reports(entra_issuer: En
 
 
 async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
-    entra_issuer: EntraIssuer,
+    entra_issuer: EntraIssuer, new_account: Callable[[], StorageAccount]
 ) -> None:
     messages, by_device = reports_with_duplicates(devices=60, per_device=5, duplicates=60)
-    async with service_on_own_azurite(entra_issuer, start=False) as service:
+    async with service_on(new_account(), entra_issuer, start=False) as service:
         await enqueue(service.storage, messages)
         host = service.start_host()
         await wait_for(
@@ -170,15 +173,17 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
 
 
 async def test_storage_errors_end_in_poison_and_replay_records_them_once(
-    entra_issuer: EntraIssuer, script_root_with_fast_retries: Path
+    entra_issuer: EntraIssuer,
+    new_account: Callable[[], StorageAccount],
+    script_root_with_fast_retries: Path,
 ) -> None:
     sent = [report(), report()]
-    async with service_on_own_azurite(entra_issuer, start=False) as service:
+    async with service_on(new_account(), entra_issuer, start=False) as service:
         good_env = dict(service.env)
         # Tables unreachable, queues fine: every attempt fails with a transient storage error.
-        dead_tables = f"TableEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;"
+        dead_tables = f"TableEndpoint=http://127.0.0.1:{free_port()}/{service.account.name};"
         service.env["AzureWebJobsStorage"] = (
-            service.azurite.connection_string.split("TableEndpoint=")[0] + dead_tables
+            service.account.connection_string.split("TableEndpoint=")[0] + dead_tables
         )
         await enqueue(service.storage, [json.dumps(body) for body in sent])
         wire = sorted(base64.b64encode(json.dumps(b).encode()).decode() for b in sent)
