@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from shared.discovery._graph import (
+    LIST_PAGE_SIZE,
     DeltaLinkExpired,
     DiscoveryGraph,
     GraphError,
@@ -81,6 +82,8 @@ class DiscoveryConfig:
     group_scope: GroupScope = "none"
     # How long the run for pending requests waits, so that the rest of a burst joins it.
     coalesce_seconds: int = 0
+    # Users per /users page of a full run (Graph honours $top up to 999, the fewest requests).
+    list_page_size: int = LIST_PAGE_SIZE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscoveryConfig:
@@ -319,7 +322,10 @@ class _Invocation:
                 raise GraphError("Graph's delta answer had neither a next nor a delta link")
             url = page.next_link
         self.run.pending_delta_link = page.delta_link
-        self.run.phase, self.run.next_link = "list", self.graph.users_list_url()
+        self.run.phase, self.run.next_link = (
+            "list",
+            self.graph.users_list_url(self.config.list_page_size),
+        )
         await self._checkpoint()
 
     async def _stream(self, phase: Phase, writer: UserWriter | GroupWriter) -> bool:

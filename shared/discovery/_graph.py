@@ -73,8 +73,8 @@ class DiscoveryGraph:
         query = {"$select": SELECT} | ({"$deltatoken": "latest"} if latest else {})
         return f"{self.base_url}/users/delta?{urlencode(query, safe='$,')}"
 
-    def users_list_url(self) -> str:
-        query = {"$select": SELECT, "$top": str(LIST_PAGE_SIZE)}
+    def users_list_url(self, page_size: int = LIST_PAGE_SIZE) -> str:
+        query = {"$select": SELECT, "$top": str(page_size)}
         return f"{self.base_url}/users?{urlencode(query, safe='$,')}"
 
     def groups_delta_url(self, group_ids: tuple[str, ...] = ()) -> str:

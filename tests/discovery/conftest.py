@@ -57,6 +57,10 @@ def tenant() -> str:
     return str(uuid.uuid4())
 
 
+# Small pages: a few hundred users give as many pages as a real tenant's thousands.
+LIST_PAGE = 100
+
+
 def make_graph(identity: FakeManagedIdentity, users: int, **kwargs: Any) -> FakeGraph:
     return FakeGraph(identity, users=users, seed=str(uuid.uuid4()), **kwargs)
 
@@ -67,6 +71,7 @@ def config_for(graph: FakeGraph, tenant: str, **overrides: Any) -> DiscoveryConf
         "graph_base_url": graph.graph_base_url,
         "time_budget_seconds": 60,
         "lease_seconds": 60,
+        "list_page_size": LIST_PAGE,
     }
     return DiscoveryConfig(**(values | overrides))
 

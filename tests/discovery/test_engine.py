@@ -19,6 +19,7 @@ from shared.discovery import UserWriter, list_runs, run_discovery
 from shared.names import AAD_USERS
 from shared.storage import Storage
 from tests.discovery.conftest import (
+    LIST_PAGE,
     assert_mirrors,
     config_for,
     make_graph,
@@ -55,12 +56,12 @@ def change_directory(graph: FakeGraph) -> dict[str, str]:
 async def test_full_then_delta_mirrors_every_change(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 2500) as graph:
+    with make_graph(managed_identity_env, 250) as graph:
         config = config_for(graph, tenant)
         result = await run_discovery("full", "timer", config, storage=storage)
         assert result.status == "succeeded"
         await assert_mirrors(storage, tenant, graph)
-        # latest-then-list: one delta request for the link, then 999 users a page.
+        # latest-then-list: one delta request for the link, then 100 users a page.
         assert graph.stats.requests == {"delta": 1, "list": 3}
 
         changed = change_directory(graph)
@@ -84,7 +85,7 @@ async def test_full_then_delta_mirrors_every_change(
             ("full", "succeeded"),
         ]
         assert (runs[0]["pages"], runs[0]["upserts"], runs[0]["deletes"]) == (1, 5, 2)
-        assert (runs[1]["pages"], runs[1]["upserts"]) == (3, 2500)
+        assert (runs[1]["pages"], runs[1]["upserts"]) == (3, 250)
         state = await state_row(storage, tenant)
         assert "runId" not in state
         assert state["deltaLink"].startswith(graph.graph_base_url + "/users/delta?")
@@ -132,7 +133,7 @@ async def test_first_delta_is_a_full_run(
 async def test_expired_delta_link_falls_back_to_full_and_says_why(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 1200) as graph:
+    with make_graph(managed_identity_env, 120) as graph:
         config = config_for(graph, tenant)
         await run_discovery("full", "timer", config, storage=storage)
         change_directory(graph)
@@ -172,7 +173,7 @@ async def test_fallback_midway_through_a_delta_does_not_keep_what_the_delta_touc
 async def test_throttling_honours_retry_after(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 1500) as graph:
+    with make_graph(managed_identity_env, 150) as graph:
         graph.fail_next(429, retry_after=2, on="list")
         graph.fail_next(503, retry_after=1, on="list")
         started = time.monotonic()
@@ -188,7 +189,7 @@ async def test_throttling_honours_retry_after(
 async def test_connection_resets_beyond_retries_keep_the_checkpoint(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 2500) as graph:
+    with make_graph(managed_identity_env, 250) as graph:
         config = config_for(graph, tenant)
         # The first page arrives; the second is cut off mid-body.
         graph.slow_next(0.0, on="list")
@@ -199,7 +200,7 @@ async def test_connection_resets_beyond_retries_keep_the_checkpoint(
         assert "connection" in (failed.error or "").lower()
         state = await state_row(storage, tenant)
         assert state["runId"] == failed.run_id
-        assert (state["runPages"], state["runUpserts"]) == (1, 999)
+        assert (state["runPages"], state["runUpserts"]) == (1, LIST_PAGE)
         assert "leaseOwner" not in state  # released: the next trigger may resume at once
         run = (await run_rows(storage, tenant))[0]
         assert (run["status"], run["pages"]) == ("failed", 1)
@@ -212,7 +213,7 @@ async def test_connection_resets_beyond_retries_keep_the_checkpoint(
         )
         await assert_mirrors(storage, tenant, graph)
         run = (await run_rows(storage, tenant))[0]
-        assert (run["pages"], run["upserts"], run["invocations"]) == (3, 2500, 2)
+        assert (run["pages"], run["upserts"], run["invocations"]) == (3, 250, 2)
         assert "connection" in run["error"].lower()  # what happened stays in the record
 
 
@@ -236,7 +237,7 @@ async def test_no_managed_identity_token_fails_the_run_clearly(
 async def test_overlapping_triggers_coalesce(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 2000) as graph:
+    with make_graph(managed_identity_env, 200) as graph:
         config = config_for(graph, tenant)
         graph.slow_next(1.0, on="list")
         first = asyncio.create_task(run_discovery("full", "timer", config, storage=storage))
@@ -305,7 +306,7 @@ async def test_partial_delta_objects_never_wipe_unsent_columns(
 async def test_a_full_run_reports_its_progress_against_the_last_full_run(
     storage: Storage, managed_identity_env: FakeManagedIdentity, tenant: str
 ) -> None:
-    with make_graph(managed_identity_env, 1200) as graph:
+    with make_graph(managed_identity_env, 120) as graph:
         config = config_for(graph, tenant)
         assert (await run_discovery("full", "timer", config, storage=storage)).status == (
             "succeeded"
@@ -313,7 +314,7 @@ async def test_a_full_run_reports_its_progress_against_the_last_full_run(
         first = (await list_runs(tenant, size=1, after=None, storage=storage)).runs[0]
         assert first["progress"] | {"usersPerSecond": None} == {
             "pages": 2,
-            "users": 1200,
+            "users": 120,
             "expectedUsers": None,  # nothing to compare the first full run with
             "percent": 100,
             "secondsLeft": 0,
@@ -327,5 +328,5 @@ async def test_a_full_run_reports_its_progress_against_the_last_full_run(
         )
         running = (await list_runs(tenant, size=1, after=None, storage=storage)).runs[0]
         assert running["status"] == "continued"
-        assert running["progress"]["expectedUsers"] == 1200
+        assert running["progress"]["expectedUsers"] == 120
         assert running["progress"]["percent"] == 0
