@@ -8,7 +8,8 @@
   recreate the subscription, `CMBootstrap.DiscoveryRequested` `{"mode", "resource"?}` asks for
   that mode (through the `discovery-continue` queue); other types are ignored.
 - `discovery_continue`: queue `discovery-continue`: resumes a run that spent its time budget, or
-  starts the run an event (or the pending requests) asked for.
+  starts the run an event (or the pending requests) asked for; `{"tenant", "job": "profiles"}`
+  runs (or continues) the resolved install profiles' rebuild.
 - `graph_subscriptions`: timer on `%GRAPH_SUBSCRIPTION_SCHEDULE%`: creates and renews the Graph
   subscriptions.
 - `discovery_runs`: `GET /api/discovery/runs?pageSize=&next=`, admin only, newest first.
@@ -42,7 +43,9 @@ from shared.discovery import (
     send_continuation,
 )
 from shared.http import json_response, problem_boundary
+from shared.jobs import Job
 from shared.names import DISCOVERY_CONTINUE_QUEUE
+from shared.profiles import run_rebuild_job
 from shared.settings import get_settings
 
 bp = func.Blueprint()
@@ -141,6 +144,9 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
     if continuation.tenant_id != config.tenant_id:
         _log.warning("continuation for another tenant ignored", extra={"messageId": msg.id})
         return
+    if isinstance(continuation, Job):
+        await _run_job(continuation, config, msg.id)
+        return
     result = await run_discovery(
         continuation.mode,
         continuation.trigger,
@@ -157,6 +163,21 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
             "runId": continuation.run_id,
             "messageId": msg.id,
         },
+    )
+
+
+async def _run_job(job: Job, config: DiscoveryConfig, message_id: str | None) -> None:
+    if job.job == "profiles":
+        status = await run_rebuild_job(
+            job.tenant_id,
+            budget_seconds=config.time_budget_seconds,
+            lease_seconds=config.lease_seconds,
+        )
+    _log.info(
+        "%s job ended: %s",
+        job.job,
+        status,
+        extra={"tenantId": job.tenant_id, "messageId": message_id},
     )
 
 

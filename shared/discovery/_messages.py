@@ -6,6 +6,7 @@ asks for a run, so that an Event Grid delivery is acknowledged at once instead o
 the whole discovery (Event Grid retries a delivery that takes longer than 30 seconds);
 `"trigger": "pending"` starts the run that serves the requests that arrived during the last one.
 A message without `resource` is for users (messages queued before groups were discovered).
+`{"tenant": id, "job": "profiles"}` runs a background job (`shared.jobs`) instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final
 from shared.discovery._runs import RUN_ID_PATTERN
 from shared.discovery._state import RESOURCES, Mode, Resource
 from shared.errors import MalformedContinuation
+from shared.jobs import JOBS, Job
 from shared.names import DISCOVERY_CONTINUE_QUEUE
 from shared.storage import Storage, get_storage, translate_errors
 
@@ -53,7 +55,7 @@ async def send_continuation(
         await queue.send_message(message.to_json(), visibility_timeout=delay_seconds or None)
 
 
-def parse_continuation(text: str) -> Continuation:
+def parse_continuation(text: str) -> Continuation | Job:
     try:
         body: Any = json.loads(text)
     except ValueError:
@@ -65,6 +67,8 @@ def parse_continuation(text: str) -> Continuation:
     resource = body.get("resource", "users")
     if not isinstance(tenant, str) or not tenant:
         raise MalformedContinuation("tenant is missing")
+    if "job" in body:
+        return _parse_job(tenant, body)
     if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id)):
         raise MalformedContinuation("runId is not a discovery run id")
     if mode not in ("full", "delta"):
@@ -74,3 +78,12 @@ def parse_continuation(text: str) -> Continuation:
     if resource not in RESOURCES:
         raise MalformedContinuation(f"resource is not one of {list(RESOURCES)}")
     return Continuation(tenant, mode, run_id, trigger, resource)
+
+
+def _parse_job(tenant: str, body: dict[str, Any]) -> Job:
+    job = body["job"]
+    if job not in JOBS:
+        raise MalformedContinuation(f"job is not one of {list(JOBS)}")
+    if set(body) != {"tenant", "job"}:
+        raise MalformedContinuation("a job message has only tenant and job")
+    return Job(tenant, job)
