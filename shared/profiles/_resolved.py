@@ -624,8 +624,8 @@ class _Job:
                 self._moved = True
                 for start in range(0, len(claims), TRANSACTION_LIMIT):
                     await self._claim(claims[start : start + TRANSACTION_LIMIT])
-                if self._out_of_time():
-                    return False, tail, after
+                if self._out_of_time():  # finished if this was the group's last page
+                    return pages.continuation_token is None, tail, after
         return True, tail, after
 
     async def _visit(self, profile: Profile, group_id: str, path: list[str], tail: int) -> int:
