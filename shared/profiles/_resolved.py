@@ -72,9 +72,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from azure.core import MatchConditions
+from azure.core.async_paging import AsyncPageIterator
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
@@ -594,12 +595,16 @@ class _Job:
         overrides = profile.overrides.serialize()
         encoded_path = json.dumps(path, separators=(",", ":"))
         async with translate_errors():
-            pages = self._members.query_entities(
-                query,
-                parameters=parameters,
-                select=["RowKey", "memberType"],
-                results_per_page=MEMBER_PAGE,
-            ).by_page()
+            # An AsyncPageIterator: its continuation_token is None after the last page.
+            pages = cast(
+                AsyncPageIterator[TableEntity],
+                self._members.query_entities(
+                    query,
+                    parameters=parameters,
+                    select=["RowKey", "memberType"],
+                    results_per_page=MEMBER_PAGE,
+                ).by_page(),
+            )
             async for page in pages:
                 claims: list[dict[str, Any]] = []
                 async for row in page:
