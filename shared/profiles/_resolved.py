@@ -56,9 +56,12 @@ old generation's partition and the work partition are retired: deleted by the jo
 transaction, checkpointed by the `retired` list itself) once `RETIRE_AFTER_SECONDS` = 30 s have
 passed since the flip (three pointer-cache lifetimes: no lookup still reads them).
 
-Cost, measured (bench/discovery.py, README "Benchmarks"): a profile reaching 100,000 members
-in 1,000 groups; per group one queue read, one member query, one visit transaction; per 100
-members one insert transaction.
+Cost: per group one queue read, one member query, one visit transaction; per 100 members one
+insert transaction (plus one transaction per conflict). Measured (`python -m bench.discovery
+--only profiles`, this machine, Azurite): a profile over 1,000 nested groups reaching 100,000
+members, 52 s (1,924 rows/s) beside 1,965 rows/s for raw batch inserts of as many rows in the
+same run (0.98); peak RSS +0 MiB, Python heap peak 4.1 MiB (the old one-shot kept ~10 MB of
+member ids per 100,000 members).
 """
 
 from __future__ import annotations
