@@ -55,7 +55,14 @@ from devtools.fakes.graph import FakeGraph
 from devtools.fakes.identity import FakeManagedIdentity
 from shared.auth import PROOF_HEADER, ProofRequest, ProofVerifier, close_device_authenticator
 from shared.names import AAD_GROUP_MEMBERS
-from shared.profiles import Overrides, Profile, applied_profile, save_profile
+from shared.profiles import (
+    Overrides,
+    Profile,
+    applied_profile,
+    rebuild_state,
+    run_rebuild_job,
+    save_profile,
+)
 from shared.settings import get_settings
 from shared.storage import Storage, StorageConfig, get_storage
 from tests.support.devhost import DevHostProcess
@@ -200,6 +207,10 @@ async def profile_lookups(
         profile = Profile("bench", group, 1, Overrides(site_code="BEN"))
         started = time.perf_counter()
         await save_profile(tenant, profile, updated_by="bench", storage=storage)
+        # The queued job, run here (the host polling the queue may take it first: then wait).
+        while not (await rebuild_state(tenant, storage)).up_to_date:
+            if await run_rebuild_job(tenant, storage, budget_seconds=3600) == "busy":
+                await asyncio.sleep(0.05)
         rebuild_rate = members / (time.perf_counter() - started)
         devices = [m for m, kind in ids.items() if kind == "device"]
 
@@ -344,7 +355,8 @@ def main() -> int:
         )
         print(
             f"resolved-profiles rebuild ({args.profile_members} members, one profile): "
-            f"{rebuild_rate:.0f} rows/s (Azurite batch upserts, 4 in flight: about 1,000/s)"
+            f"{rebuild_rate:.0f} rows/s (insert-only claims, 4 transactions in flight; "
+            "bench.discovery --only profiles puts it beside the Azurite ceiling)"
         )
     return 0
 

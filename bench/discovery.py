@@ -2,7 +2,14 @@
 2,000 security groups with 100,000 memberships, full and delta.
 
     .venv/bin/python -m bench.discovery [--users 20000] [--groups 2000] [--memberships 100000]
-        [--only users|groups]
+        [--only users|groups|profiles] [--profile-members 100000]
+
+Then the install profiles' rebuild (`--only profiles`): one profile whose group nests 1,000
+groups of 100 members (`--profile-members`, default 100,000 users and devices), membership rows
+written straight into AadGroupMembers (writing them, batch inserts of 100 with the same
+transactions in flight, is the same-run Azurite ceiling), then the rebuild job with a 60 s
+budget per invocation, continued as the queue would: rows/s, invocations, and the peak RSS and
+the Python heap peak (tracemalloc, a separate run of the same size) of the rebuild.
 
 Against its own Azurite and the loopback Graph + managed-identity fakes (devtools/fakes), in this
 process. Prints users/s of the full run next to the raw Azurite ceiling for the same entities
@@ -19,6 +26,7 @@ import argparse
 import asyncio
 import os
 import time
+import tracemalloc
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,7 +44,8 @@ from shared.discovery import (
     DiscoveryConfig,
     run_discovery,
 )
-from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS
+from shared.names import AAD_GROUP_MEMBERS, AAD_GROUPS, AAD_USERS, RESOLVED_PROFILES
+from shared.profiles import Overrides, Profile, rebuild_state, run_rebuild_job, save_profile
 from shared.storage import Storage
 from tests.support.storage import storage_on
 
@@ -256,11 +265,100 @@ async def groups_bench(users: int, groups: int, memberships: int) -> None:
     )
 
 
-async def main(users: int, groups: int, memberships: int, only: str | None) -> None:
+PROFILE_GROUP_SIZE = 100
+PROFILE_BUDGET_SECONDS = 60  # the production time budget of one queue invocation
+
+
+async def write_profile_groups(storage: Storage, members: int) -> str:
+    """A top group nesting members/100 groups of 100 new users and devices, written raw:
+    the top group's id. Returns after the Azurite ceiling for these rows was measured."""
+    table = await storage.table(AAD_GROUP_MEMBERS)
+    top = str(uuid.uuid4())
+    batches: list[list[dict[str, Any]]] = []
+    nested = []
+    for index in range(max(1, members // PROFILE_GROUP_SIZE)):
+        group = str(uuid.uuid4())
+        nested.append({"PartitionKey": top, "RowKey": group, "memberType": "group"})
+        rows = [
+            {"PartitionKey": group, "RowKey": str(uuid.uuid4()), "isDeleted": False}
+            | {"memberType": "user" if (index + k) % 2 else "device"}
+            for k in range(PROFILE_GROUP_SIZE)
+        ]
+        batches.append(rows)
+    for i in range(0, len(nested), TRANSACTION_LIMIT):
+        batches.append([row | {"isDeleted": False} for row in nested[i : i + TRANSACTION_LIMIT]])
+    slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
+
+    async def send(chunk: list[dict[str, Any]]) -> None:
+        async with slots:
+            await table.submit_transaction([("create", row) for row in chunk])
+
+    await asyncio.gather(*(send(chunk) for chunk in batches))
+    return top
+
+
+async def rebuild(storage: Storage, tenant: str, top: str) -> int:
+    """Save the profile and run its job to the end as the queue would: the invocations."""
+    profile = Profile("bench", top, 1, Overrides(site_code="BEN"))
+    await save_profile(tenant, profile, updated_by="bench", storage=storage)
+    invocations = 0
+    while not (await rebuild_state(tenant, storage)).up_to_date:
+        invocations += 1
+        await run_rebuild_job(tenant, storage, budget_seconds=PROFILE_BUDGET_SECONDS)
+    return invocations
+
+
+async def profiles_bench(members: int) -> None:
+    with running_azurite() as azurite:
+        async with storage_on(azurite) as storage:
+            started = time.perf_counter()
+            top = await write_profile_groups(storage, members)
+            ceiling_rate = members / (time.perf_counter() - started)
+            tenant = str(uuid.uuid4())
+            baseline = psutil.Process().memory_info().rss
+            started = time.perf_counter()
+            invocations, peak = await peak_rss_during(lambda: rebuild(storage, tenant, top))
+            seconds = time.perf_counter() - started
+            rows = len(await lookup_all(storage, tenant))
+            tracemalloc.start()
+            await rebuild(storage, str(uuid.uuid4()), top)
+            _, heap_peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    print(
+        f"resolved-profiles rebuild, one profile over {members // PROFILE_GROUP_SIZE} nested "
+        f"groups: {rows} member rows in {seconds:.1f} s, {rows / seconds:.0f} rows/s, "
+        f"{invocations} invocation(s) of {PROFILE_BUDGET_SECONDS} s budget"
+    )
+    print(
+        f"raw Azurite batch-insert ceiling, the same number of membership rows, same run: "
+        f"{ceiling_rate:.0f} rows/s (ratio {rows / seconds / ceiling_rate:.2f})"
+    )
+    print(
+        f"rebuild memory: peak RSS {peak / 2**20:.0f} MiB ({(peak - baseline) / 2**20:+.0f} MiB "
+        f"over the {baseline / 2**20:.0f} MiB before it); Python heap peak during a second "
+        f"rebuild (tracemalloc) {heap_peak / 2**20:.1f} MiB"
+    )
+
+
+async def lookup_all(storage: Storage, tenant: str) -> list[str]:
+    """The member rows of the tenant's current generation (a scan: the bench's check only)."""
+    state = await rebuild_state(tenant, storage)
+    table = await storage.table(RESOLVED_PROFILES)
+    rows = table.query_entities(
+        "PartitionKey eq @p", parameters={"p": f"{tenant}|{state.current}"}, select=["RowKey"]
+    )
+    return [row["RowKey"] async for row in rows]
+
+
+async def main(
+    users: int, groups: int, memberships: int, only: str | None, profile_members: int
+) -> None:
     if only in (None, "users"):
         await users_bench(users)
     if only in (None, "groups"):
         await groups_bench(users, groups, memberships)
+    if only in (None, "profiles"):
+        await profiles_bench(profile_members)
 
 
 if __name__ == "__main__":
@@ -268,6 +366,15 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--groups", type=int, default=2_000)
     parser.add_argument("--memberships", type=int, default=100_000)
-    parser.add_argument("--only", choices=("users", "groups"))
+    parser.add_argument("--only", choices=("users", "groups", "profiles"))
+    parser.add_argument("--profile-members", type=int, default=100_000)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.users, arguments.groups, arguments.memberships, arguments.only))
+    asyncio.run(
+        main(
+            arguments.users,
+            arguments.groups,
+            arguments.memberships,
+            arguments.only,
+            arguments.profile_members,
+        )
+    )

@@ -9,7 +9,8 @@
   that mode (through the `discovery-continue` queue); other types are ignored.
 - `discovery_continue`: queue `discovery-continue`: resumes a run that spent its time budget, or
   starts the run an event (or the pending requests) asked for; a `{"tenant", "job"}` message
-  runs that job of another package (`overview`: the fleet overview's summarization pass).
+  runs (or continues) that background job (`shared.jobs`): `profiles`, the resolved install
+  profiles' rebuild; `overview`, the fleet overview's summarization pass.
 - `graph_subscriptions`: timer on `%GRAPH_SUBSCRIPTION_SCHEDULE%`: creates and renews the Graph
   subscriptions.
 - `discovery_runs`: `GET /api/discovery/runs?pageSize=&next=`, admin only, newest first.
@@ -26,7 +27,6 @@ from shared.discovery import (
     Continuation,
     DiscoveryConfig,
     EventDecision,
-    JobMessage,
     MalformedContinuation,
     MalformedEvent,
     Mode,
@@ -44,7 +44,9 @@ from shared.discovery import (
     send_continuation,
 )
 from shared.http import json_response, problem_boundary
+from shared.jobs import Job, send_job
 from shared.names import DISCOVERY_CONTINUE_QUEUE
+from shared.profiles import run_rebuild_job
 from shared.reports import run_overview_pass, stuck_threshold
 from shared.settings import get_settings
 
@@ -144,8 +146,8 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
     if continuation.tenant_id != config.tenant_id:
         _log.warning("continuation for another tenant ignored", extra={"messageId": msg.id})
         return
-    if isinstance(continuation, JobMessage):
-        await _run_job(continuation, msg.id)
+    if isinstance(continuation, Job):
+        await _run_job(continuation, config, msg.id)
         return
     result = await run_discovery(
         continuation.mode,
@@ -166,16 +168,26 @@ async def discovery_continue(msg: func.QueueMessage) -> None:
     )
 
 
-async def _run_job(job: JobMessage, message_id: str | None) -> None:
-    """A job another package runs on this queue, by its name."""
-    ids = {"tenantId": job.tenant_id, "messageId": message_id}
-    if job.job == "overview":
-        result = await run_overview_pass(
+async def _run_job(job: Job, config: DiscoveryConfig, message_id: str | None) -> None:
+    """A background job by its name; each checkpoints and queues its own continuation."""
+    status: str
+    if job.job == "profiles":
+        status = await run_rebuild_job(
             job.tenant_id,
-            request_pass=lambda: send_continuation(job),
-            stuck_after=stuck_threshold(),
+            budget_seconds=config.time_budget_seconds,
+            lease_seconds=config.lease_seconds,
         )
-        _log.info("overview pass ended: %s, %d devices", result.status, result.devices, extra=ids)
+    else:
+        result = await run_overview_pass(
+            job.tenant_id, request_pass=lambda: send_job(job), stuck_after=stuck_threshold()
+        )
+        status = f"{result.status}, {result.devices} devices"
+    _log.info(
+        "%s job ended: %s",
+        job.job,
+        status,
+        extra={"tenantId": job.tenant_id, "messageId": message_id},
+    )
 
 
 @bp.function_name("graph_subscriptions")

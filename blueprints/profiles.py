@@ -1,7 +1,8 @@
 """Install profiles (function `profiles`), admin only: thin adapters over `shared.profiles`.
 
 - `PUT /api/profiles/{name}`: create or replace; 400 names every bad field; 415 for a
-  Content-Encoding.
+  Content-Encoding. The answer's `upToDate` says whether resolution has caught up (the rebuild
+  runs as a queued job; `GET /api/profiles/resolve` shows when it has).
 - `GET /api/profiles/{name}`, `DELETE /api/profiles/{name}`.
 - `GET /api/profiles?pageSize=&next=`: by name.
 - `GET /api/profiles/resolve?deviceId=&userId=`: which profile applies and why; issues nothing.
@@ -23,6 +24,7 @@ from shared.profiles import (
     parse_profile,
     parse_profiles_query,
     parse_resolve_query,
+    rebuild_state,
     save_profile,
 )
 from shared.settings import get_settings
@@ -62,7 +64,9 @@ async def profiles(req: func.HttpRequest) -> func.HttpResponse:
         require_plain_body(req)
         profile = parse_profile(name, _json_body(req.get_body()))
         stored = await save_profile(tenant_id, profile, updated_by=caller.object_id)
-        return json_response(stored.as_json())
+        # The rebuild is queued: false until it has run (the resolve answer shows when).
+        state = await rebuild_state(tenant_id)
+        return json_response(stored.as_json() | {"upToDate": state.up_to_date})
     if req.method == "DELETE":
         if not await delete_profile(tenant_id, name):
             raise NotFound(f"No install profile named '{name}'.")

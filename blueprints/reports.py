@@ -11,10 +11,10 @@
 import azure.functions as func
 
 from shared.auth import authenticate, authenticate_device, require_admin
-from shared.discovery import JobMessage, send_continuation
 from shared.errors import BadRequest, NotFound
 from shared.http import json_response, problem_boundary, require_plain_body
 from shared.ids import parse_guid
+from shared.jobs import Job, send_job
 from shared.names import DEVICE_STATUS_QUEUE
 from shared.reports import (
     DeviceFilter,
@@ -91,7 +91,7 @@ async def _summary(tenant_id: str, summary: str) -> dict[str, object]:
         raise BadRequest("Unknown summary.", errors={"summary": "must be 'stage' or 'overview'"})
     overview = await fleet_overview(
         tenant_id,
-        request_pass=lambda: send_continuation(JobMessage(tenant_id, "overview")),
+        request_pass=lambda: send_job(Job(tenant_id, "overview")),
     )
     if summary == "stage":  # the older, smaller view of the same snapshot
         return {key: overview[key] for key in ("counts", "total", "asOf", "refreshing")}

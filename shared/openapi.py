@@ -723,6 +723,11 @@ def _schemas() -> dict[str, Any]:
                 **_profile_fields(),
                 "updatedBy": {"type": ["string", "null"]},
                 "updatedAt": _nullable(UTC_TIME),
+                "upToDate": {
+                    "type": "boolean",
+                    "description": "In a PUT answer: whether the resolved profiles already "
+                    "follow this change (false until the queued rebuild has run).",
+                },
             },
         },
         "ProfilesPage": {

@@ -26,14 +26,7 @@ from shared.discovery._groups_view import (
     list_groups,
     parse_groups_query,
 )
-from shared.discovery._messages import (
-    JOBS,
-    Continuation,
-    Job,
-    JobMessage,
-    parse_continuation,
-    send_continuation,
-)
+from shared.discovery._messages import Continuation, parse_continuation, send_continuation
 from shared.discovery._runs import RUN_ID_PATTERN, RunLog, RunsPage
 from shared.discovery._state import RESOURCES, Mode, Resource
 from shared.discovery._subscriptions import (
@@ -52,7 +45,6 @@ from shared.storage import Storage, get_storage
 __all__ = [
     "DISCOVERY_REQUESTED",
     "GROUPS_MAX_PAGE_SIZE",
-    "JOBS",
     "RESOURCES",
     "RUNS_MAX_PAGE_SIZE",
     "SELECT",
@@ -64,8 +56,6 @@ __all__ = [
     "DiscoveryConfig",
     "EventDecision",
     "GroupsPage",
-    "Job",
-    "JobMessage",
     "MalformedContinuation",
     "MalformedEvent",
     "Mode",

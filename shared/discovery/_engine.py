@@ -444,7 +444,7 @@ class _Invocation:
         self.state.pending_queued_at = now  # read only if requests are pending
         self.state = await self._save(self.states.released(self.state))
         if self.resource == "groups":
-            # Before the run shows as succeeded: then bundles already follow its memberships.
+            # Before the run shows as succeeded: the rebuild it asks for is already queued.
             await self._rebuild_profiles()
         await self.runs.record(self.run, "succeeded", finished=True)
         if self.state.pending_requests:
@@ -461,10 +461,11 @@ class _Invocation:
         )
 
     async def _rebuild_profiles(self) -> None:
-        """Memberships changed: recompute who gets which install profile. A failure leaves the
-        rebuild requested, so the next run or profile change finishes it; the run stays good."""
-        # A delta that changed nothing (most 5-minute timer runs) only finishes a rebuild
-        # still owed: one point read.
+        """Memberships changed: ask for the install profiles' rebuild (a queued job; the run
+        does not wait for it). A failure here is logged; the next run or profile change asks
+        again; the run stays good."""
+        # A delta that changed nothing (most 5-minute timer runs) only re-queues a rebuild
+        # still owed whose job died: one point read.
         changed = bool(self.run.upserts or self.run.deletes)
         try:
             await rebuild_resolved(self.config.tenant_id, self.storage, changed=changed)

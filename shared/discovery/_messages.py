@@ -6,28 +6,24 @@ asks for a run, so that an Event Grid delivery is acknowledged at once instead o
 the whole discovery (Event Grid retries a delivery that takes longer than 30 seconds);
 `"trigger": "pending"` starts the run that serves the requests that arrived during the last one.
 A message without `resource` is for users (messages queued before groups were discovered).
-
-`{"tenant": id, "job": name}` is work of another package that runs on this queue rather than
-on a function of its own (the function names are part of docs/contract.md): `overview`, the
-fleet overview's summarization pass (`shared.reports`). The blueprint dispatches it by `job`.
+`{"tenant": id, "job": "profiles"}` runs a background job (`shared.jobs`) instead.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 from shared.discovery._runs import RUN_ID_PATTERN
 from shared.discovery._state import RESOURCES, Mode, Resource
 from shared.errors import MalformedContinuation
+from shared.jobs import JOBS, Job
 from shared.names import DISCOVERY_CONTINUE_QUEUE
 from shared.storage import Storage, get_storage, translate_errors
 
 PENDING: Final = "pending"
 TRIGGERS: Final = frozenset({"continuation", "eventgrid", PENDING})
-Job = Literal["overview"]
-JOBS: Final[tuple[Job, ...]] = get_args(Job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +46,8 @@ class Continuation:
         return json.dumps(body)
 
 
-@dataclass(frozen=True, slots=True)
-class JobMessage:
-    """`{"tenant": id, "job": name}`: run that job for the tenant (see the module docstring)."""
-
-    tenant_id: str
-    job: Job
-
-    def to_json(self) -> str:
-        return json.dumps({"tenant": self.tenant_id, "job": self.job})
-
-
 async def send_continuation(
-    message: Continuation | JobMessage, storage: Storage | None = None, *, delay_seconds: int = 0
+    message: Continuation, storage: Storage | None = None, *, delay_seconds: int = 0
 ) -> None:
     """Queue `message`, visible after `delay_seconds` (a pending run waits for the burst)."""
     queue = await (storage or get_storage()).queue(DISCOVERY_CONTINUE_QUEUE)
@@ -70,7 +55,7 @@ async def send_continuation(
         await queue.send_message(message.to_json(), visibility_timeout=delay_seconds or None)
 
 
-def parse_continuation(text: str) -> Continuation | JobMessage:
+def parse_continuation(text: str) -> Continuation | Job:
     try:
         body: Any = json.loads(text)
     except ValueError:
@@ -83,10 +68,7 @@ def parse_continuation(text: str) -> Continuation | JobMessage:
     if not isinstance(tenant, str) or not tenant:
         raise MalformedContinuation("tenant is missing")
     if "job" in body:
-        job = body["job"]
-        if job not in JOBS:
-            raise MalformedContinuation(f"job is not one of {list(JOBS)}")
-        return JobMessage(tenant, job)
+        return _parse_job(tenant, body)
     if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id)):
         raise MalformedContinuation("runId is not a discovery run id")
     if mode not in ("full", "delta"):
@@ -96,3 +78,12 @@ def parse_continuation(text: str) -> Continuation | JobMessage:
     if resource not in RESOURCES:
         raise MalformedContinuation(f"resource is not one of {list(RESOURCES)}")
     return Continuation(tenant, mode, run_id, trigger, resource)
+
+
+def _parse_job(tenant: str, body: dict[str, Any]) -> Job:
+    job = body["job"]
+    if job not in JOBS:
+        raise MalformedContinuation(f"job is not one of {list(JOBS)}")
+    if set(body) != {"tenant", "job"}:
+        raise MalformedContinuation("a job message has only tenant and job")
+    return Job(tenant, job)

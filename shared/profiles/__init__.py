@@ -1,12 +1,15 @@
 """Install profiles: per-group ccmsetup values (README "Install profiles").
 
     profile = parse_profile(check_name(name), body)    # 400 naming every bad field
-    await save_profile(tenant, profile, updated_by=oid)  # then the resolved table is rebuilt
+    await save_profile(tenant, profile, updated_by=oid)  # queues the rebuild job, returns at once
     applied = await applied_profile(tenant, [device_object_id, user_oid])  # bundle: point reads
     answer = await explain(tenant, device_object_id=..., user_id=...)        # GET .../resolve
 
-`rebuild_resolved(tenant)` runs after each group discovery run; `_resolved` explains the
-derived table that keeps a bundle's lookup to one or two point reads.
+    await run_rebuild_job(tenant, budget_seconds=60)  # the job message's invocation
+
+`rebuild_resolved(tenant)` asks for a rebuild after each group discovery run; `_resolved`
+explains the derived table that keeps a bundle's lookup to one or two point reads, and the
+checkpointed job that rebuilds it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from shared.profiles._model import (
     parse_resolve_query,
 )
 from shared.profiles._resolved import (
+    JobStatus,
     RebuildState,
     Resolution,
     best,
     lookup,
     rebuild_state,
     request_rebuild,
+    run_rebuild_job,
 )
 from shared.profiles._store import (
     PROFILES_MAX_PAGE_SIZE,
@@ -46,6 +51,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "PROFILES_MAX_PAGE_SIZE",
     "PROPERTY_CHECKS",
+    "JobStatus",
     "Overrides",
     "Profile",
     "ProfilesPage",
@@ -61,6 +67,8 @@ __all__ = [
     "parse_profiles_query",
     "parse_resolve_query",
     "rebuild_resolved",
+    "rebuild_state",
+    "run_rebuild_job",
     "save_profile",
 ]
 
@@ -72,7 +80,8 @@ async def _store(tenant_id: str, storage: Storage | None) -> ProfileStore:
 async def save_profile(
     tenant_id: str, profile: Profile, *, updated_by: str, storage: Storage | None = None
 ) -> Profile:
-    """Store (create or replace) the profile, then bring the resolved table up to date."""
+    """Store (create or replace) the profile and ask for a rebuild of the resolved table
+    (queued: `rebuild_state` says when it has taken effect)."""
     stored = await (await _store(tenant_id, storage)).put(profile, updated_by=updated_by)
     await request_rebuild(tenant_id, storage)
     return stored
@@ -83,7 +92,7 @@ async def get_profile(tenant_id: str, name: str, storage: Storage | None = None)
 
 
 async def delete_profile(tenant_id: str, name: str, storage: Storage | None = None) -> bool:
-    """True when it existed; the resolved table is rebuilt without it."""
+    """True when it existed; a rebuild without it is queued."""
     deleted = await (await _store(tenant_id, storage)).delete(name)
     if deleted:
         await request_rebuild(tenant_id, storage)
@@ -98,9 +107,9 @@ async def list_profiles(
 
 async def rebuild_resolved(
     tenant_id: str, storage: Storage | None = None, *, changed: bool = True
-) -> bool:
-    """Recompute who gets which profile (after group discovery); without `changed` only a
-    rebuild still owed runs. True when up to date."""
+) -> RebuildState:
+    """Ask for a rebuild of who gets which profile (after group discovery; queued, returns at
+    once); without `changed` only re-queue a rebuild still owed whose job died."""
     return await request_rebuild(tenant_id, storage, changed=changed)
 
 
@@ -121,10 +130,11 @@ async def explain(
     """`GET /api/profiles/resolve`: which profile applies, through which groups, and whether
     the resolved table has caught up with the last change."""
     storage = storage or get_storage()
-    found = await lookup(tenant_id, [m for m in (device_object_id, user_id) if m], storage)
+    state = await rebuild_state(tenant_id, storage)  # also the generation: no cached pointer
+    members = [m for m in (device_object_id, user_id) if m]
+    found = await lookup(tenant_id, members, storage, generation=state.current)
     chosen = best(found)
     names = await _group_names(tenant_id, {g for r in found for g in r.path}, storage)
-    state = await rebuild_state(tenant_id, storage)
 
     def view(resolution: Resolution) -> dict[str, Any]:
         return {

@@ -8,7 +8,6 @@ import pytest
 
 from shared.discovery import (
     Continuation,
-    JobMessage,
     MalformedContinuation,
     MalformedEvent,
     Resource,
@@ -17,6 +16,7 @@ from shared.discovery import (
     parse_runs_query,
 )
 from shared.errors import BadRequest
+from shared.jobs import Job
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RUN_ID = "2516850183599999999-a1b2c3"
@@ -91,14 +91,18 @@ def test_malformed_continuations_say_why(text: str, says: str) -> None:
 
 
 def test_a_job_message_round_trips_and_a_bad_one_says_why() -> None:
-    job = JobMessage(TENANT, "overview")
-    assert json.loads(job.to_json()) == {"tenant": TENANT, "job": "overview"}
-    assert parse_continuation(job.to_json()) == job
-    for body, says in (
-        ({"tenant": TENANT, "job": "reindex"}, "job is not one of"),
-        ({"tenant": TENANT, "job": None}, "job is not one of"),
-        ({"job": "overview"}, "tenant"),
-    ):
+    for name in ("profiles", "overview"):
+        job = Job(TENANT, name)
+        assert json.loads(job.to_json()) == {"tenant": TENANT, "job": name}
+        assert parse_continuation(job.to_json()) == job
+    job = Job(TENANT, "profiles")
+    assert parse_continuation(json.dumps({"job": "profiles", "tenant": TENANT})) == job
+    bad = {
+        "job is not one of": {"tenant": TENANT, "job": "everything"},
+        "tenant": {"job": "profiles"},
+        "only tenant and job": {"tenant": TENANT, "job": "profiles", "mode": "full"},
+    }
+    for says, body in bad.items():
         with pytest.raises(MalformedContinuation, match=says):
             parse_continuation(json.dumps(body))
 
@@ -164,7 +168,8 @@ def test_a_requested_resource_must_be_users_or_groups() -> None:
 def test_continuations_name_their_resource_and_old_ones_mean_users() -> None:
     message = Continuation(TENANT, "delta", trigger="pending", resource="groups")
     assert parse_continuation(message.to_json()) == message
-    old = json.dumps({"tenant": TENANT, "mode": "full", "runId": RUN_ID})
-    assert parse_continuation(old) == Continuation(TENANT, "full", RUN_ID)
+    old = parse_continuation(json.dumps({"tenant": TENANT, "mode": "full", "runId": RUN_ID}))
+    assert isinstance(old, Continuation)
+    assert old.resource == "users"
     with pytest.raises(MalformedContinuation, match="resource"):
         parse_continuation(json.dumps({"tenant": TENANT, "mode": "full", "resource": "devices"}))

@@ -1,7 +1,9 @@
 """Install profiles through the development host, against the loopback Graph and Entra issuer:
 group discovery feeds the resolved table, an admin PUTs profiles, a proven device (with a
 user token, `device+user`) gets the profile of a group three levels up, and after Entra ID
-drops a membership the next group delta gives it the other profile. One host for the module."""
+drops a membership the next group delta gives it the other profile. The rebuild runs as a job
+on discovery-continue, which the host polls: the test waits for `upToDate` in the resolve
+answer, as an admin would. One host for the module."""
 
 from __future__ import annotations
 
@@ -102,6 +104,13 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                     )
                     return claims
 
+                async def up_to_date() -> bool:
+                    answer = await http.get(
+                        host.url("/api/profiles/resolve"), params={"userId": user}, headers=admin
+                    )
+                    assert answer.status_code == 200, answer.text
+                    return bool(answer.json()["upToDate"])
+
                 async def put(name: str, body: object, **headers: str) -> httpx.Response:
                     return await http.put(
                         host.url(f"/api/profiles/{name}"), json=body, headers=admin | headers
@@ -116,10 +125,12 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                 stored = await put("kiosks", kiosk)
                 assert stored.status_code == 200, stored.text
                 assert documented(stored.json(), "Profile")["siteCode"] == "KSK"
+                assert stored.json()["upToDate"] is False  # the rebuild is queued, not run
                 sales_profile = {"groupId": sales, "priority": 20, "siteCode": "SLS"}
                 assert (await put("sales", sales_profile)).status_code == 200
                 await trigger("discovery_full")
                 await wait_until(lambda: groups_runs_done(storage, 1), 20, "group discovery")
+                await wait_until(up_to_date, 20, "the profiles rebuild")
 
                 claims = await bundle()
                 assert claims["profile"] == "kiosks"
@@ -139,6 +150,7 @@ async def test_a_nested_group_decides_the_bundle_and_a_removal_changes_it(
                 graph.remove_member(middle, leaf)  # an admin edits the group in Entra ID
                 await trigger("discovery_delta")
                 await wait_until(lambda: groups_runs_done(storage, 2), 20, "the group delta")
+                await wait_until(up_to_date, 20, "the profiles rebuild after the delta")
 
                 claims = await bundle()
                 assert claims["profile"] == "sales"  # now only the user's group matches

@@ -1,6 +1,7 @@
 """Install profiles directly: validation (no storage), then resolution against Azurite with
 memberships written as group discovery writes them, and once through real group discovery
-from the loopback Graph (the run rebuilds the resolved table itself)."""
+from the loopback Graph (the run asks for the rebuild; the tests run the queued job directly,
+as the queue invocation would)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from shared.profiles import (
     parse_profile,
     parse_resolve_query,
     rebuild_resolved,
+    rebuild_state,
+    run_rebuild_job,
     save_profile,
 )
 from shared.settings import Settings
@@ -201,6 +204,13 @@ def profile(name: str, group: str, priority: int, site: str) -> Profile:
     return Profile(name, group, priority, Overrides(site_code=site))
 
 
+async def run_job(tenant: str, storage: Storage) -> None:
+    """What the queued job message's invocation does; then the table is up to date."""
+    assert not (await rebuild_state(tenant, storage)).up_to_date  # a change is waiting
+    assert await run_rebuild_job(tenant, storage, budget_seconds=60) == "done"
+    assert (await rebuild_state(tenant, storage)).up_to_date
+
+
 async def test_nesting_priority_ties_and_removal_decide_the_profile(storage: Storage) -> None:
     tenant = guid()
     top, middle, bottom, other, cycle = guid(), guid(), guid(), guid(), guid()
@@ -219,6 +229,7 @@ async def test_nesting_priority_ties_and_removal_decide_the_profile(storage: Sto
     await save_profile(
         tenant, profile("alpha", other, 7, "ALP"), updated_by="admin", storage=storage
     )
+    await run_job(tenant, storage)
 
     applied = await applied_profile(tenant, [device, None], storage)
     assert applied is not None
@@ -231,12 +242,14 @@ async def test_nesting_priority_ties_and_removal_decide_the_profile(storage: Sto
     assert both.profile == "alpha"
 
     await remove_member(storage, middle, bottom)
-    assert await rebuild_resolved(tenant, storage)
+    assert not (await rebuild_resolved(tenant, storage)).up_to_date
+    await run_job(tenant, storage)
     after = await applied_profile(tenant, [device], storage)
     assert after is not None
     assert after.profile == "alpha"
     await delete_profile(tenant, "alpha", storage)
     await delete_profile(tenant, "zeta", storage)
+    await run_job(tenant, storage)
     assert await applied_profile(tenant, [device, user, loner], storage) is None
     answer = await explain(tenant, device_object_id=device, user_id=user, storage=storage)
     assert answer["profile"] == "default"
@@ -249,7 +262,12 @@ async def test_concurrent_rebuilds_leave_one_consistent_table(storage: Storage) 
     await add_members(storage, group, members)
     await save_profile(tenant, profile("all", group, 1, "ALL"), updated_by="admin", storage=storage)
     await asyncio.gather(*(rebuild_resolved(tenant, storage) for _ in range(5)))
-    assert await rebuild_resolved(tenant, storage, changed=False)  # nothing owed
+    jobs = [run_rebuild_job(tenant, storage, budget_seconds=60) for _ in range(3)]
+    statuses = await asyncio.gather(*jobs, rebuild_resolved(tenant, storage))
+    assert "done" in statuses
+    if not (await rebuild_state(tenant, storage)).up_to_date:
+        # The last request came after the jobs' last look: it queued a job of its own.
+        assert await run_rebuild_job(tenant, storage, budget_seconds=60) == "done"
     found = await asyncio.gather(*(applied_profile(tenant, [m], storage) for m in members))
     assert {f.profile if f else None for f in found} == {"all"}
     answer = await explain(
@@ -277,12 +295,14 @@ async def test_group_discovery_rebuilds_the_resolved_profiles(
         config = config_for(graph, tenant, group_scope="all")
 
         await run_discovery("full", "timer", config, resource="groups", storage=storage)
+        await run_job(tenant, storage)
         first = await applied_profile(tenant, [device], storage)
         assert first is not None
         assert (first.profile, first.path) == ("deep", (top, middle, leaf))
 
         graph.remove_member(middle, leaf)  # removed in Entra ID
         await run_discovery("delta", "timer", config, resource="groups", storage=storage)
+        await run_job(tenant, storage)
         second = await applied_profile(tenant, [device, users[0]], storage)
         assert second is not None
         assert second.profile == "flat"

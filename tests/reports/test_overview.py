@@ -15,12 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.discovery import (
-    JobMessage,
-    MalformedContinuation,
-    parse_continuation,
-    send_continuation,
-)
+from shared.discovery import MalformedContinuation, parse_continuation
+from shared.jobs import Job, send_job
 from shared.names import DEVICE_STATUS, DISCOVERY_CONTINUE_QUEUE
 from shared.reports import (
     PassResult,
@@ -176,13 +172,13 @@ async def test_a_pass_out_of_time_continues_through_the_queue(storage: Storage) 
     that parses back into the overview job."""
     fleet = await write_fleet(storage)
     queue = await storage.queue(DISCOVERY_CONTINUE_QUEUE)
-    job = JobMessage(fleet.tenant, "overview")
+    job = Job(fleet.tenant, "overview")
     asked = Requests()
 
     async def continue_pass() -> None:
-        await send_continuation(job, storage)
+        await send_job(job, storage)
 
-    async def take_message() -> JobMessage:
+    async def take_message() -> Job:
         """Our tenant's message; the queue is the session's, shared with other tests."""
         parsed: object = None
         for _ in range(50):
