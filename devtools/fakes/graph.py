@@ -145,11 +145,15 @@ class FakeGraph(GraphGroups, LoopbackServer):
         delta_page_size: int = DELTA_PAGE_SIZE,
         group_page_size: int = GROUP_PAGE_SIZE,
         member_chunk: int = MEMBER_CHUNK,
+        list_max_page: int = LIST_MAX_PAGE,
     ) -> None:
+        """`list_max_page`: the most users a `/users` page holds whatever `$top` asks (Graph's
+        999; fewer is OData's server-driven paging, which a client must follow as well)."""
         super().__init__(port)
         self.identity = identity
         self.domain = domain
         self.delta_page_size = delta_page_size
+        self.list_max_page = list_max_page
         self.stats = Stats()
         self._lock = threading.Lock()
         self._users: dict[str, _User] = {}
@@ -392,7 +396,7 @@ class FakeGraph(GraphGroups, LoopbackServer):
                 if page_round is None:
                     raise _GraphError(400, "BadRequest", "Unknown $skiptoken.")
             elif endpoint == "list":
-                top = min(int(query.get("$top", LIST_DEFAULT_PAGE)), LIST_MAX_PAGE)
+                top = min(int(query.get("$top", LIST_DEFAULT_PAGE)), self.list_max_page)
                 live = sorted(u.id for u in self._users.values() if u.state == "live")
                 page_round = _Round(live, 0, select, self._seq, delta=False, size=top)
             else:

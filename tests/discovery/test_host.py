@@ -26,6 +26,7 @@ from devtools.fakes.identity import FakeManagedIdentity
 from shared.names import GRAPH_SUBSCRIPTIONS
 from shared.storage import Storage
 from tests.discovery.conftest import (
+    LIST_PAGE,
     assert_mirrors,
     make_graph,
     run_rows,
@@ -97,13 +98,15 @@ def hosting(
     tenant: str,
 ) -> HostedFactory:
     """`hosting(users, graph_options=None, **settings)`: a fresh tenant's Graph of `users`
-    (FakeGraph options such as page sizes) and the host's settings."""
+    (FakeGraph options such as page sizes) and the host's settings. Graph's pages hold 100 users
+    here, not 999: a few hundred users give a real tenant's page counts."""
 
     @contextlib.contextmanager
     def hosted(
         users: int, graph_options: dict[str, int] | None = None, **extra: str
     ) -> Iterator[Hosted]:
-        with make_graph(identity, users, **(graph_options or {})) as graph:
+        options = {"list_max_page": LIST_PAGE} | (graph_options or {})
+        with make_graph(identity, users, **options) as graph:
             env = product_env(
                 own_account.connection_string,
                 AAD_TENANT_ID=tenant,
@@ -164,7 +167,7 @@ async def test_timer_event_grid_and_admin_runs_view(
     tenant: str,
 ) -> None:
     with hosting(
-        1500, AAD_AUTHORITY_HOST=issuer.authority_host, GRAPH_NOTIFICATION_URL=NOTIFICATION_URL
+        150, AAD_AUTHORITY_HOST=issuer.authority_host, GRAPH_NOTIFICATION_URL=NOTIFICATION_URL
     ) as hosted:
         graph = hosted.graph
         with DevHostProcess(hosted.env) as host:
@@ -267,7 +270,7 @@ async def check_runs_view(
         ("delta", "eventgrid", "succeeded"),
         ("full", "timer", "succeeded"),
     ]
-    assert runs[2]["upserts"] == 1500
+    assert runs[2]["upserts"] == 150
     assert listed.json()["continuation"] is None
 
     first = (await http.get(url, params={"pageSize": "2"}, headers=admin)).json()
@@ -289,9 +292,9 @@ async def check_runs_view(
 async def test_time_budget_continues_through_the_queue(
     hosting: HostedFactory, own_storage: Storage, tenant: str
 ) -> None:
-    with hosting(4000, DISCOVERY_TIME_BUDGET_SECONDS="5") as hosted:
+    with hosting(450, DISCOVERY_TIME_BUDGET_SECONDS="5") as hosted:
         graph = hosted.graph
-        graph.slow_next(1.5, times=5, on="list")  # five pages of 999, 1.5 s each
+        graph.slow_next(1.5, times=5, on="list")  # five pages of 100, 1.5 s each
         with DevHostProcess(hosted.env) as host:
             await hosted.trigger(host, "discovery_full")
             run = await wait_until(
@@ -302,7 +305,7 @@ async def test_time_budget_continues_through_the_queue(
             "full",
             "timer",
             5,
-            4000,
+            450,
         )
         assert len(await run_rows(own_storage, tenant)) == 1
         await assert_mirrors(own_storage, tenant, graph)
@@ -311,7 +314,7 @@ async def test_time_budget_continues_through_the_queue(
 async def test_killed_host_run_is_resumed_by_the_next_trigger(
     hosting: HostedFactory, own_storage: Storage, tenant: str
 ) -> None:
-    with hosting(3000, DISCOVERY_LEASE_SECONDS="5") as hosted:
+    with hosting(301, DISCOVERY_LEASE_SECONDS="5") as hosted:
         graph = hosted.graph
         graph.slow_next(1.5, times=4, on="list")
 
@@ -358,7 +361,7 @@ async def test_killed_host_run_is_resumed_by_the_next_trigger(
         assert (run["mode"], run["pages"], run["upserts"], run["invocations"]) == (
             "full",
             4,
-            3000,
+            301,
             2,
         )
         await assert_mirrors(own_storage, tenant, graph)
@@ -503,7 +506,7 @@ async def check_groups_view(
     assert bad.json()["errors"][0]["field"] == "next"
 
 
-async def test_a_burst_of_200_events_coalesces(
+async def test_a_burst_of_100_events_coalesces(
     hosting: HostedFactory, own_storage: Storage, tenant: str
 ) -> None:
     with hosting(300, DISCOVERY_COALESCE_SECONDS="5") as hosted:
@@ -517,14 +520,14 @@ async def test_a_burst_of_200_events_coalesces(
                     await hosted.publish(host, requested | {"id": str(uuid.uuid4())}, cloud=False)
 
             started = time.monotonic()
-            await asyncio.gather(*(deliver() for _ in range(200)))
+            await asyncio.gather(*(deliver() for _ in range(100)))
             delivered_in = time.monotonic() - started
 
             async def all_served() -> list[dict[str, Any]] | None:
                 runs = await run_rows(own_storage, tenant)
                 state = await state_row(own_storage, tenant)
                 settled = all(r["status"] == "succeeded" for r in runs)
-                served = sum(r["requests"] for r in runs) == 200
+                served = sum(r["requests"] for r in runs) == 100
                 return runs if settled and served and "runId" not in state else None
 
             runs = await wait_until(all_served, 60, "every request is served")
