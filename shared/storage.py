@@ -201,11 +201,14 @@ class Storage:
         return client
 
     async def ping(self) -> None:
-        """Raise `StorageUnavailable` unless both the Table and Queue services answer."""
+        """Raise `StorageUnavailable` unless both the Table and Queue services answer.
+
+        One attempt each, no retries: a health probe answers at once and the platform probes
+        again (App Service every minute), where the clients' 3 retries would hold it ~3.5 s."""
         async with translate_errors():
-            async for _ in self.tables.list_tables(results_per_page=1):
+            async for _ in self.tables.list_tables(results_per_page=1, retry_total=0):
                 break
-            async for _ in self.queues.list_queues(results_per_page=1):
+            async for _ in self.queues.list_queues(results_per_page=1, retry_total=0):
                 break
 
     async def close(self) -> None:
