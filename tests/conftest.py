@@ -13,21 +13,25 @@ from devhost.azurite import Azurite, StorageAccount, running_azurite
 from shared.storage import Storage
 from tests.support.storage import storage_on
 
-# Parallel workers (pytest-xdist, `-n 3` in pyproject.toml). A module's tests run on one worker,
-# where they share its module-scoped Azurite and host. The tests of SPREAD modules each start
-# their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any worker,
-# first. Then the modules that took longest (5 to 35 s each, serially), then the rest: a long
+# Parallel workers (pytest-xdist, `-n 4` in pyproject.toml). A module's tests run on one worker,
+# where they share its module-scoped storage account and host. The tests of SPREAD modules each
+# start their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any
+# worker, first. Then the modules that took longest (7 to 20 s each, serially), then the rest: a long
 # module started last would keep one worker busy while the others idle.
 SPREAD: Final = ("tests/discovery/test_host.py", "tests/reports/test_recording.py")
 LONGEST: Final = (
-    "tests/discovery/test_engine.py",
     "tests/test_devhost.py",
-    "tests/fuzz/test_api.py",
     "tests/bundles/test_keyvault.py",
-    "tests/test_health.py",
-    "tests/discovery/test_groups.py",
+    "tests/profiles/test_rebuild.py",
+    "tests/device_trust/test_endpoints.py",
+    "tests/discovery/test_engine.py",
+    "tests/fuzz/test_api.py",
     "tests/reports/test_post.py",
     "tests/bundles/test_outages.py",
+    "tests/console/test_fuzz.py",
+    "tests/console/test_browser.py",
+    "tests/discovery/test_demo.py",
+    "tests/profiles/test_profiles.py",
 )
 
 
