@@ -16,8 +16,8 @@ from tests.support.storage import storage_on
 # Parallel workers (pytest-xdist, `-n 4` in pyproject.toml). A module's tests run on one worker,
 # where they share its module-scoped storage account and host. The tests of SPREAD modules each
 # start their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any
-# worker, first. Then the modules that took longest (7 to 20 s each, serially), then the rest: a long
-# module started last would keep one worker busy while the others idle.
+# worker, first. Then the modules that took longest (7 to 20 s each, serially), then the rest:
+# a long module started last would keep one worker busy while the others idle.
 SPREAD: Final = ("tests/discovery/test_host.py", "tests/reports/test_recording.py")
 LONGEST: Final = (
     "tests/test_devhost.py",
