@@ -16,10 +16,14 @@ from tests.support.storage import storage_on
 # Parallel workers (pytest-xdist, `-n 4` in pyproject.toml). A module's tests run on one worker,
 # where they share its module-scoped storage account and host. The tests of SPREAD modules each
 # start their own hosts and wait on them (kill -9 and lease expiry, scale-out): each goes to any
-# worker, first. Then the modules that took longest (7 to 20 s each, serially), then the rest:
-# a long module started last would keep one worker busy while the others idle.
+# worker, first. The modules of a PACKAGE share its package-scoped fixtures (the console's fleet of
+# recorded devices): they form one unit, built once. Then the units that took longest (7 to 20 s
+# each, serially), then the rest: a long one started last would keep one worker busy while the
+# others idle.
 SPREAD: Final = ("tests/discovery/test_host.py", "tests/reports/test_recording.py")
+PACKAGES: Final = ("tests/console/",)
 LONGEST: Final = (
+    "tests/console/",
     "tests/test_devhost.py",
     "tests/bundles/test_keyvault.py",
     "tests/profiles/test_rebuild.py",
@@ -28,19 +32,24 @@ LONGEST: Final = (
     "tests/fuzz/test_api.py",
     "tests/reports/test_post.py",
     "tests/bundles/test_outages.py",
-    "tests/console/test_fuzz.py",
-    "tests/console/test_browser.py",
     "tests/discovery/test_demo.py",
     "tests/profiles/test_profiles.py",
 )
 
 
+def work_unit(nodeid: str) -> str:
+    """A test's unit: itself in a SPREAD module, its PACKAGE, or its module."""
+    module = nodeid.split("::")[0]
+    if module in SPREAD:
+        return nodeid
+    return next((package for package in PACKAGES if module.startswith(package)), module)
+
+
 class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
-    """Work units in collection order: a module, or one test of a SPREAD module."""
+    """Work units in collection order (`work_unit`)."""
 
     def _split_scope(self, nodeid: str) -> str:
-        module = nodeid.split("::")[0]
-        return nodeid if module in SPREAD else module
+        return work_unit(nodeid)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> ModuleScheduling:
@@ -49,8 +58,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> ModuleS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    order = {module: rank for rank, module in enumerate(SPREAD + LONGEST)}
-    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))
+    order = {unit: rank for rank, unit in enumerate(SPREAD + LONGEST)}
+
+    def rank(item: pytest.Item) -> int:
+        unit = work_unit(item.nodeid)
+        return order.get(unit, order.get(item.nodeid.split("::")[0], len(order)))
+
+    items.sort(key=rank)
 
 
 # Storage accounts the worker's Azurite serves for tests that need storage of their own (their
