@@ -175,7 +175,7 @@ def guid() -> Any:
 # -- the endpoints --------------------------------------------------------------------------
 
 
-@fuzz_settings(40)
+@fuzz_settings(20)
 @given(data=st.data())
 def test_bundle(target: Target, data: st.DataObject) -> None:
     nonce = st.from_regex(r"[A-Za-z0-9_-]{8,128}", fullmatch=True)
@@ -249,7 +249,7 @@ def report_body(canary: str) -> Any:
     return st.builds(lambda v, m: {**v, **m}, valid, st.one_of(st.just({}), mutations))
 
 
-@fuzz_settings(60)
+@fuzz_settings(30)
 @given(data=st.data())
 def test_reports_and_every_202_is_recorded(target: Target, data: st.DataObject) -> None:
     """Each 202 is noted; the next test looks them all up in the history."""
@@ -291,7 +291,7 @@ def recorded(table: TableClient, device_id: str, report_id: str) -> bool:
         return False
 
 
-@fuzz_settings(40)
+@fuzz_settings(20)
 @given(data=st.data())
 def test_admin_views(target: Target, data: st.DataObject) -> None:
     page_size = st.integers(-5, 2000).map(str)
@@ -323,7 +323,7 @@ def test_admin_views(target: Target, data: st.DataObject) -> None:
     )
 
 
-@fuzz_settings(20)
+@fuzz_settings(10)
 @given(data=st.data())
 def test_public_endpoints(target: Target, data: st.DataObject) -> None:
     path = data.draw(st.sampled_from(["/api/jwks", "/api/jwks/signed", "/api/health"]))
@@ -386,7 +386,7 @@ def events(canary: str) -> Any:
     return st.one_of(grid, cloud, any_json)
 
 
-@fuzz_settings(40)
+@fuzz_settings(20)
 @given(data=st.data())
 def test_event_grid_webhook(target: Target, data: st.DataObject) -> None:
     batch = data.draw(st.one_of(st.lists(events(target.canary), max_size=4), events(target.canary)))
@@ -407,7 +407,7 @@ def test_event_grid_webhook(target: Target, data: st.DataObject) -> None:
     )
 
 
-@fuzz_settings(40)
+@fuzz_settings(20)
 @given(data=st.data())
 def test_any_request_line(target: Target, data: st.DataObject) -> None:
     """Methods, paths and request lines no client should send, to any route or none."""

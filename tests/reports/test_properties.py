@@ -102,7 +102,7 @@ REPORT = st.builds(
 )
 
 
-@fuzz_settings(80)
+@fuzz_settings(40)
 @given(body=REPORT)
 async def test_every_report_the_post_accepts_is_recorded(
     storage: Storage, body: dict[str, Any]
