@@ -1,4 +1,4 @@
-"""Run the development host (`python -m devhost`) as a real subprocess for a test."""
+"""Run the development host (`python -m devhost`) as a process of its own for a test."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from types import TracebackType
 from typing import Final
 
 from devhost.azurite import free_port
+from tests.support.forkserver import ForkedProcess, ForkServer
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 START_TIMEOUT: Final = 60.0
+# Settings the libraries read when they are imported (the trusted certificates).
+TRUST_SETTINGS: Final = frozenset({"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"})
 PORT_ATTEMPTS: Final = 3
 
 
@@ -38,7 +41,7 @@ class DevHostProcess:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in __exit__)
             prefix="devhost-", suffix=".log", delete=False
         )
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | ForkedProcess | None = None
 
     def start(self) -> DevHostProcess:
         """Start and wait until ready; a port taken since `free_port()` picked it (tests run in
@@ -54,18 +57,28 @@ class DevHostProcess:
         raise AssertionError("unreachable")
 
     def _start_once(self) -> DevHostProcess:
-        argv = [sys.executable, "-m", "devhost", "--port", str(self.port)]
+        args = ["--port", str(self.port)]
         if self.script_root is not None:
-            argv += ["--script-root", str(self.script_root)]
+            args += ["--script-root", str(self.script_root)]
         env = {
             "PATH": os.environ.get("PATH", ""),
             "PYTHONUNBUFFERED": "1",
             "DEVHOST_NO_LOCAL_SETTINGS": "1",
             **self._env,
         }
-        self.process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        if TRUST_SETTINGS & env.keys():
+            # aiohttp builds its TLS context when imported: a preloaded one would not trust this.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devhost", *args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+        else:
+            # `python -m devhost ARGS`, forked from a process that has its libraries imported.
+            server = ForkServer.shared()
+            self.process = server.spawn(args, env=env, cwd=REPO_ROOT, log=self._log.name)
         self.wait_ready()
         return self
 
