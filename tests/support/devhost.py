@@ -133,4 +133,7 @@ class DevHostProcess:
     ) -> None:
         self.stop()
         self._log.close()
+        if exc is not None:  # a failing test keeps the host's log, and says where it is
+            exc.add_note(f"development host log: {self._log.name}")
+            return
         os.unlink(self._log.name)
