@@ -238,11 +238,12 @@ async def run_rebuild_job(
     *,
     budget_seconds: float,
     lease_seconds: int = LEASE_SECONDS,
+    member_page: int = MEMBER_PAGE,
 ) -> JobStatus:
     """The queue invocation's part: take the lease and build, flip and retire until the table
     is up to date (`done`) or `budget_seconds` are spent (`continued`: checkpointed, lease
     released, continuation queued). `busy`: another invocation holds the lease; `idle`:
-    nothing was owed."""
+    nothing was owed. `member_page`: rows per member query page (small in tests)."""
     storage = storage or get_storage()
     table = await storage.table(RESOLVED_PROFILES)
     row = _StateRow(table, tenant_id)
@@ -258,7 +259,7 @@ async def run_rebuild_job(
     state = await row.change(take)
     if state.lease_owner != owner:
         return "busy" if state.owed else "idle"
-    job = _Job(storage, table, row, owner, state, budget_seconds, lease_seconds)
+    job = _Job(storage, table, row, owner, state, budget_seconds, lease_seconds, member_page)
     try:
         return await job.run()
     except LeaseLost:
@@ -413,8 +414,10 @@ class _Job:
         state: _State,
         budget_seconds: float,
         lease_seconds: int,
+        member_page: int,
     ) -> None:
         self._storage = storage
+        self._member_page = member_page
         self._table = table
         self._row = row
         self._owner = owner
@@ -605,7 +608,7 @@ class _Job:
                     query,
                     parameters=parameters,
                     select=["RowKey", "memberType"],
-                    results_per_page=MEMBER_PAGE,
+                    results_per_page=self._member_page,
                 ).by_page(),
             )
             async for page in pages:
@@ -744,7 +747,7 @@ class _Job:
                 "PartitionKey eq @partition",
                 parameters={"partition": partition},
                 select=["RowKey"],
-                results_per_page=MEMBER_PAGE,
+                results_per_page=self._member_page,
             )
             batch: list[tuple[str, dict[str, Any]]] = []
             async with translate_errors():

@@ -33,7 +33,9 @@ from tests.discovery.conftest import own_account, own_storage, wait_until
 from tests.support.devhost import REPO_ROOT
 
 __all__ = ["own_account", "own_storage"]
-BIG_GROUP = 1200  # more than one member page (1,000): a continuation inside a group
+# Member pages of 100 here (1,000 in production): 150 users are a continuation inside a group.
+MEMBER_PAGE = 100
+BIG_GROUP = 150
 
 
 def guid() -> str:
@@ -109,7 +111,10 @@ async def one_shot(own_storage: Storage, directory: Directory) -> dict[str, dict
     """The rows of one uninterrupted rebuild of the directory."""
     tenant = guid()
     await save_all(own_storage, tenant, directory)
-    assert await run_rebuild_job(tenant, own_storage, budget_seconds=60) == "done"
+    assert (
+        await run_rebuild_job(tenant, own_storage, budget_seconds=60, member_page=MEMBER_PAGE)
+        == "done"
+    )
     return await member_rows(own_storage, tenant)
 
 
@@ -144,7 +149,11 @@ async def test_a_tiny_budget_continues_through_the_queue_to_the_one_shot_rows(
     for _ in range(100):  # bounded: 3 profiles, 7 groups, 2 pages in the big one
         async for job in take_messages(own_storage, tenant):
             assert job == Job(tenant, "profiles")
-            statuses.append(await run_rebuild_job(tenant, own_storage, budget_seconds=0))
+            statuses.append(
+                await run_rebuild_job(
+                    tenant, own_storage, budget_seconds=0, member_page=MEMBER_PAGE
+                )
+            )
         if (await rebuild_state(tenant, own_storage)).up_to_date:
             break
     assert statuses.count("continued") >= 6  # one page (or a flip) per invocation
@@ -165,7 +174,10 @@ async def test_a_burst_of_changes_queues_one_job(
     state = await rebuild_state(tenant, own_storage)
     assert (state.requested, state.up_to_date) == (10, False)
     assert [job async for job in take_messages(own_storage, tenant)] == [Job(tenant, "profiles")]
-    assert await run_rebuild_job(tenant, own_storage, budget_seconds=60) == "done"
+    assert (
+        await run_rebuild_job(tenant, own_storage, budget_seconds=60, member_page=MEMBER_PAGE)
+        == "done"
+    )
     assert (await rebuild_state(tenant, own_storage)).up_to_date
 
 
@@ -176,7 +188,10 @@ from shared.storage import Storage, StorageConfig
 
 async def main() -> None:
     storage = Storage(StorageConfig(connection_string=sys.argv[1]))
-    await run_rebuild_job(sys.argv[2], storage, budget_seconds=600, lease_seconds=3)
+    # Pages of 5 members: slow enough to be killed half-way.
+    await run_rebuild_job(
+        sys.argv[2], storage, budget_seconds=600, lease_seconds=3, member_page=5
+    )
 
 asyncio.run(main())
 """
@@ -209,14 +224,20 @@ async def test_a_rebuild_killed_with_its_lease_held_is_finished_after_the_lease_
         worker.kill()  # SIGKILL: no release, no checkpoint
         await asyncio.wait_for(worker.wait(), 10)
     assert not (await rebuild_state(tenant, own_storage)).up_to_date
-    assert await run_rebuild_job(tenant, own_storage, budget_seconds=60) == "busy"
+    assert (
+        await run_rebuild_job(tenant, own_storage, budget_seconds=60, member_page=MEMBER_PAGE)
+        == "busy"
+    )
 
     async def lease_expired() -> bool:
         row = await table.get_entity("~rebuild", tenant)
         return bool(row["leaseUntil"] < datetime.now(UTC))
 
     await wait_until(lease_expired, 10, "the dead rebuild's lease to expire")
-    assert await run_rebuild_job(tenant, own_storage, budget_seconds=60) == "done"
+    assert (
+        await run_rebuild_job(tenant, own_storage, budget_seconds=60, member_page=MEMBER_PAGE)
+        == "done"
+    )
     assert await member_rows(own_storage, tenant) == one_shot
 
 
