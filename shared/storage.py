@@ -19,13 +19,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
@@ -232,6 +235,32 @@ async def translate_errors() -> AsyncIterator[None]:
 
 
 _storage: PerLoop[Storage] = PerLoop(lambda: Storage(StorageConfig.from_env(os.environ)))
+
+
+async def write_if_unchanged(
+    table: TableClient, entity: Mapping[str, Any], etag: str | None
+) -> str | None:
+    """Create the row (`etag` None: it was not there when read) or replace it whole if its ETag
+    is still `etag`: the new ETag, or None when another writer got in first. The optimistic
+    concurrency every state row here relies on (leases, checkpoints, counters)."""
+    try:
+        async with translate_errors():
+            if etag is None:
+                meta = await table.create_entity(entity)
+            else:
+                meta = await table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+    except (ResourceExistsError, ResourceModifiedError):
+        return None
+    except HttpResponseError as error:
+        if error.status_code == 412:  # a precondition failure the SDK did not map
+            return None
+        raise
+    return str(meta["etag"])
 
 
 async def partition_page(

@@ -25,13 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.errors import BootstrapError
-from shared.storage import translate_errors
+from shared.storage import translate_errors, write_if_unchanged
 
 Mode = Literal["full", "delta"]
 Resource = Literal["users", "groups"]
@@ -139,21 +137,10 @@ class StateStore:
 
     async def write(self, state: TenantState) -> TenantState:
         """Replace the row if nobody changed it since `state` was read; else `LeaseLost`."""
-        entity = _to_row(state)
-        try:
-            async with translate_errors():
-                if state.etag is None:
-                    meta = await self._table.create_entity(entity)
-                else:
-                    meta = await self._table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=state.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-        except (ResourceExistsError, ResourceModifiedError) as error:
-            raise LeaseLost("the discovery state changed under this invocation") from error
-        return dataclasses.replace(state, etag=str(meta["etag"]))
+        etag = await write_if_unchanged(self._table, _to_row(state), state.etag)
+        if etag is None:
+            raise LeaseLost("the discovery state changed under this invocation")
+        return dataclasses.replace(state, etag=etag)
 
     async def write_as_holder(self, state: TenantState, owner: str, run_id: str) -> TenantState:
         """`write` for the lease holder: if the row changed only because requests joined the

@@ -80,7 +80,6 @@ from typing import Any, Final, Literal, cast
 from azure.core import MatchConditions
 from azure.core.async_paging import AsyncPageIterator
 from azure.core.exceptions import (
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -92,7 +91,7 @@ from shared.jobs import Job, send_job
 from shared.names import AAD_GROUP_MEMBERS, INSTALL_PROFILES, RESOLVED_PROFILES
 from shared.profiles._model import Overrides, Profile
 from shared.profiles._store import ProfileStore
-from shared.storage import Storage, get_storage, translate_errors
+from shared.storage import Storage, get_storage, translate_errors, write_if_unchanged
 
 STATE_PARTITION: Final = "~rebuild"
 LEASE_SECONDS: Final = 300
@@ -366,24 +365,8 @@ class _StateRow:
     async def _write(self, row: TableEntity | None, state: _State) -> bool:
         """False when another writer got in first (re-read and try again)."""
         entity = {"PartitionKey": STATE_PARTITION, "RowKey": self._tenant_id} | _to_row(state)
-        try:
-            async with translate_errors():
-                if row is None:
-                    await self._table.create_entity(entity)
-                else:
-                    await self._table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=row.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
-        except HttpResponseError as error:
-            if error.status_code == 412:
-                return False
-            raise
-        return True
+        etag = None if row is None else row.metadata["etag"]
+        return await write_if_unchanged(self._table, entity, etag) is not None
 
     async def change(self, change: Callable[[_State], _State | None]) -> _State:
         """Apply `change` to the state row (re-read on a conflict); the state afterwards."""

@@ -68,9 +68,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.errors import BootstrapError
@@ -78,7 +76,7 @@ from shared.names import AAD_USERS, DEVICE_OVERVIEW, DEVICE_STATUS
 from shared.reports._diagnosis import CATALOGUE
 from shared.reports._schema import STAGES
 from shared.reports._views import _aware, _Explainer
-from shared.storage import Storage, get_storage, translate_errors
+from shared.storage import Storage, get_storage, translate_errors, write_if_unchanged
 from shared.times import format_utc
 
 ROW_KEY: Final = "overview"
@@ -212,21 +210,10 @@ class _Store:
 
     async def write(self, state: OverviewState) -> OverviewState:
         """Replace the row if nobody wrote it since `state` was read; else `OverviewLeaseLost`."""
-        entity = _to_row(state)
-        try:
-            async with translate_errors():
-                if state.etag is None:
-                    meta = await self._table.create_entity(entity)
-                else:
-                    meta = await self._table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=state.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-        except (ResourceExistsError, ResourceModifiedError) as error:
-            raise OverviewLeaseLost("the overview row changed under this writer") from error
-        return dataclasses.replace(state, etag=str(meta["etag"]))
+        etag = await write_if_unchanged(self._table, _to_row(state), state.etag)
+        if etag is None:
+            raise OverviewLeaseLost("the overview row changed under this writer")
+        return dataclasses.replace(state, etag=etag)
 
 
 def _to_row(state: OverviewState) -> dict[str, Any]:
