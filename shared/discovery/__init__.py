@@ -36,11 +36,11 @@ from shared.discovery._subscriptions import (
     maintain_subscriptions,
     subscription_health,
 )
-from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT, UserWriter
+from shared.discovery._users import UserWriter
 from shared.errors import MalformedContinuation, MalformedEvent
 from shared.names import DISCOVERY_RUNS
 from shared.paging import parse_page_query
-from shared.storage import Storage, get_storage
+from shared.storage import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT, Storage, get_storage
 
 __all__ = [
     "DISCOVERY_REQUESTED",

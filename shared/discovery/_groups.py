@@ -24,12 +24,17 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TransactionOperation, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.discovery._graph import GROUP_PROPERTIES
-from shared.discovery._users import TRANSACTION_LIMIT, TRANSACTIONS_IN_FLIGHT
-from shared.storage import translate_errors
+from shared.discovery._sweep import mark_unseen_deleted
+from shared.storage import (
+    TableOperation,
+    Transactions,
+    translate_errors,
+    upsert_merge,
+    upsert_replace,
+)
 
 MemberType = Literal["user", "device", "group"]
 MEMBER_TYPES: Final[dict[str, MemberType]] = {
@@ -41,9 +46,6 @@ IS_DELETED: Final = "isDeleted"
 LAST_DISCOVERED_AT: Final = "lastDiscoveredAt"
 LAST_SEEN_RUN_ID: Final = "lastSeenRunId"
 MEMBERS_DELTA: Final = "members@delta"
-_SWEEP_BUFFER: Final = TRANSACTION_LIMIT * TRANSACTIONS_IN_FLIGHT
-
-Operation = tuple[TransactionOperation, dict[str, Any], dict[str, Any]]
 
 
 class GroupWriter:
@@ -63,7 +65,7 @@ class GroupWriter:
         self._tenant_id = tenant_id
         self._stamp = stamp
         self._security_only = security_only
-        self._slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
+        self._transactions = Transactions()
 
     async def write_complete(self, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """A page of the first round: the same shapes as a delta page, every member added."""
@@ -72,8 +74,8 @@ class GroupWriter:
     async def write_delta(self, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Returns (upserts, deletes), groups and memberships together."""
         now = datetime.now(UTC)
-        group_ops: list[Operation] = []
-        member_ops: dict[str, list[Operation]] = {}
+        group_ops: list[TableOperation] = []
+        member_ops: dict[str, list[TableOperation]] = {}
         upserts = deletes = 0
         for group in _fold_groups(items):
             group_id = str(group["id"])
@@ -81,14 +83,14 @@ class GroupWriter:
                 if self._security_only and not await self._stored(group_id):
                     continue  # a group outside the scope (not a security group) has no row
                 deletes += 1
-                group_ops.append(_merge(self._group_row(group_id, now, deleted=True)))
+                group_ops.append(upsert_merge(self._group_row(group_id, now, deleted=True)))
                 member_ops[group_id] = await self._all_members_removed(group_id, now)
                 deletes += len(member_ops[group_id])
                 continue
             if not await self._in_scope(group):
                 continue
             upserts += 1
-            group_ops.append(_merge(self._group_row(group_id, now, group=group)))
+            group_ops.append(upsert_merge(self._group_row(group_id, now, group=group)))
             operations = member_ops.setdefault(group_id, [])
             for member in group.get(MEMBERS_DELTA, {}).values():
                 removed = "@removed" in member
@@ -96,7 +98,7 @@ class GroupWriter:
                 if member_type is None and not removed:
                     continue  # contacts, service principals: not discovered
                 row = self._member_row(group_id, str(member["id"]), member_type, now, removed)
-                operations.append(_merge(row) if removed else _replace(row))
+                operations.append(upsert_merge(row) if removed else upsert_replace(row))
                 deletes += removed
                 upserts += not removed
         await asyncio.gather(
@@ -106,49 +108,26 @@ class GroupWriter:
         return upserts, deletes
 
     async def mark_unseen_deleted(self) -> int:
-        """After a full round: live groups and memberships this run did not stamp are deleted.
-
-        Both queries page through the tenant's rows with a server-side filter: memory stays flat.
-        """
+        """After a full round: live groups and memberships this run did not stamp are deleted."""
         now = datetime.now(UTC)
-        marked = 0
-        groups = self._groups.query_entities(
+        unseen = {"tenant": self._tenant_id, "run": self._stamp}
+        groups = await mark_unseen_deleted(
+            self._groups,
             "PartitionKey eq @tenant and isDeleted eq false and lastSeenRunId ne @run",
-            parameters={"tenant": self._tenant_id, "run": self._stamp},
-            select=["RowKey"],
-            results_per_page=1000,
+            unseen,
+            lambda row: upsert_merge(self._group_row(row["RowKey"], now, deleted=True)),
+            self._transactions,
         )
-        batch: list[Operation] = []
-        async with translate_errors():
-            async for row in groups:
-                batch.append(_merge(self._group_row(row["RowKey"], now, deleted=True)))
-                if len(batch) == _SWEEP_BUFFER:
-                    marked += len(batch)
-                    await self._submit(self._groups, batch)
-                    batch = []
-        await self._submit(self._groups, batch)
-        marked += len(batch)
-        members = self._members.query_entities(
+        members = await mark_unseen_deleted(
+            self._members,
             "tenantId eq @tenant and isDeleted eq false and lastSeenRunId ne @run",
-            parameters={"tenant": self._tenant_id, "run": self._stamp},
-            select=["PartitionKey", "RowKey"],
-            results_per_page=1000,
+            unseen,
+            lambda row: upsert_merge(
+                self._member_row(row["PartitionKey"], row["RowKey"], None, now, True)
+            ),
+            self._transactions,
         )
-        by_group: dict[str, list[Operation]] = {}
-        buffered = 0
-        async with translate_errors():
-            async for row in members:
-                entity = self._member_row(row["PartitionKey"], row["RowKey"], None, now, True)
-                by_group.setdefault(row["PartitionKey"], []).append(_merge(entity))
-                buffered += 1
-                if buffered == _SWEEP_BUFFER:
-                    marked += await self._flush(by_group)
-                    by_group, buffered = {}, 0
-        return marked + await self._flush(by_group)
-
-    async def _flush(self, by_group: Mapping[str, Sequence[Operation]]) -> int:
-        await asyncio.gather(*(self._submit(self._members, ops) for ops in by_group.values()))
-        return sum(len(ops) for ops in by_group.values())
+        return groups + members
 
     async def _in_scope(self, group: Mapping[str, Any]) -> bool:
         if not self._security_only:
@@ -171,7 +150,7 @@ class GroupWriter:
             return False
         return True
 
-    async def _all_members_removed(self, group_id: str, now: datetime) -> list[Operation]:
+    async def _all_members_removed(self, group_id: str, now: datetime) -> list[TableOperation]:
         rows = self._members.query_entities(
             "PartitionKey eq @group and isDeleted eq false",
             parameters={"group": group_id},
@@ -179,7 +158,7 @@ class GroupWriter:
         )
         async with translate_errors():
             return [
-                _merge(self._member_row(group_id, row["RowKey"], None, now, True))
+                upsert_merge(self._member_row(group_id, row["RowKey"], None, now, True))
                 async for row in rows
             ]
 
@@ -216,16 +195,8 @@ class GroupWriter:
             LAST_SEEN_RUN_ID: self._stamp,
         }
 
-    async def _submit(self, table: TableClient, operations: Sequence[Operation]) -> None:
-        chunks = [
-            operations[start : start + TRANSACTION_LIMIT]
-            for start in range(0, len(operations), TRANSACTION_LIMIT)
-        ]
-        await asyncio.gather(*(self._transaction(table, chunk) for chunk in chunks))
-
-    async def _transaction(self, table: TableClient, chunk: Sequence[Operation]) -> None:
-        async with self._slots, translate_errors():
-            await table.submit_transaction(list(chunk))
+    async def _submit(self, table: TableClient, operations: Sequence[TableOperation]) -> None:
+        await self._transactions.submit(table, operations)
 
 
 def _fold_groups(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -246,11 +217,3 @@ def _fold_groups(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if isinstance(member, Mapping) and member.get("id"):
                 members[str(member["id"])] = member
     return list(folded.values())
-
-
-def _replace(entity: dict[str, Any]) -> Operation:
-    return (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE})
-
-
-def _merge(entity: dict[str, Any]) -> Operation:
-    return (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.MERGE})

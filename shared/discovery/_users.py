@@ -9,27 +9,28 @@ MERGE cannot remove a column.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TransactionOperation, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.discovery._graph import USER_PROPERTIES
-from shared.storage import translate_errors
+from shared.discovery._sweep import mark_unseen_deleted
+from shared.storage import (
+    TableOperation,
+    Transactions,
+    translate_errors,
+    upsert_merge,
+    upsert_replace,
+)
 
-TRANSACTION_LIMIT: Final = 100
-TRANSACTIONS_IN_FLIGHT: Final = 4
 # Columns this module adds to the Graph ones.
 IS_DELETED: Final = "isDeleted"
 LAST_DISCOVERED_AT: Final = "lastDiscoveredAt"
 LAST_SEEN_RUN_ID: Final = "lastSeenRunId"
-
-Operation = tuple[TransactionOperation, dict[str, Any], dict[str, Any]]
 
 
 class UserWriter:
@@ -39,57 +40,44 @@ class UserWriter:
         self._table = table
         self._tenant_id = tenant_id
         self._stamp = stamp
-        self._slots = asyncio.Semaphore(TRANSACTIONS_IN_FLIGHT)
+        self._transactions = Transactions()
 
     async def write_complete(self, users: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Users carrying every selected property (`/users`, the first delta round).
         Returns (upserts, deletes) like `write_delta`; a complete page deletes nothing."""
         now = datetime.now(UTC)
-        operations = [self._replace(self._entity(user, now)) for user in _last_by_id(users)]
+        operations = [upsert_replace(self._entity(user, now)) for user in _last_by_id(users)]
         await self._submit(operations)
         return len(operations), 0
 
     async def write_delta(self, users: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """A delta page: creates, updates, `@removed`. Returns (upserts, deletes)."""
         now = datetime.now(UTC)
-        operations: list[Operation] = []
+        operations: list[TableOperation] = []
         deletes = 0
         for user in _merged_by_id(users):
             if "@removed" in user:
                 deletes += 1
-                operations.append(self._merge(self._removed(user["id"], now)))
+                operations.append(upsert_merge(self._removed(user["id"], now)))
             elif all(name in user for name in USER_PROPERTIES):
-                operations.append(self._replace(self._entity(user, now)))
+                operations.append(upsert_replace(self._entity(user, now)))
             elif any(user.get(name, 0) is None for name in USER_PROPERTIES):
-                operations.append(self._replace(await self._overlay(user, now)))
+                operations.append(upsert_replace(await self._overlay(user, now)))
             else:
-                operations.append(self._merge(self._entity(user, now)))
+                operations.append(upsert_merge(self._entity(user, now)))
         await self._submit(operations)
         return len(operations) - deletes, deletes
 
     async def mark_unseen_deleted(self) -> int:
-        """After a full enumeration: every live row this run did not stamp is deleted.
-
-        Pages through the tenant's rows with a server-side filter, so memory stays flat.
-        """
+        """After a full enumeration: every live row this run did not stamp is deleted."""
         now = datetime.now(UTC)
-        rows = self._table.query_entities(
+        return await mark_unseen_deleted(
+            self._table,
             "PartitionKey eq @tenant and isDeleted eq false and lastSeenRunId ne @run",
-            parameters={"tenant": self._tenant_id, "run": self._stamp},
-            select=["RowKey"],
-            results_per_page=1000,
+            {"tenant": self._tenant_id, "run": self._stamp},
+            lambda row: upsert_merge(self._removed(row["RowKey"], now)),
+            self._transactions,
         )
-        batch: list[Operation] = []
-        marked = 0
-        async with translate_errors():
-            async for row in rows:
-                batch.append(self._merge(self._removed(row["RowKey"], now)))
-                if len(batch) == TRANSACTION_LIMIT * TRANSACTIONS_IN_FLIGHT:
-                    marked += len(batch)
-                    await self._submit(batch)
-                    batch = []
-        await self._submit(batch)
-        return marked + len(batch)
 
     def _entity(self, user: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         entity: dict[str, Any] = {
@@ -124,24 +112,8 @@ class UserWriter:
         merged.update({name: user[name] for name in USER_PROPERTIES if name in user})
         return self._entity({"id": user["id"], **merged}, now)
 
-    @staticmethod
-    def _replace(entity: dict[str, Any]) -> Operation:
-        return (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE})
-
-    @staticmethod
-    def _merge(entity: dict[str, Any]) -> Operation:
-        return (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.MERGE})
-
-    async def _submit(self, operations: Sequence[Operation]) -> None:
-        chunks = [
-            operations[start : start + TRANSACTION_LIMIT]
-            for start in range(0, len(operations), TRANSACTION_LIMIT)
-        ]
-        await asyncio.gather(*(self._transaction(chunk) for chunk in chunks))
-
-    async def _transaction(self, chunk: Sequence[Operation]) -> None:
-        async with self._slots, translate_errors():
-            await self._table.submit_transaction(list(chunk))
+    async def _submit(self, operations: Sequence[TableOperation]) -> None:
+        await self._transactions.submit(self._table, operations)
 
 
 def _last_by_id(users: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

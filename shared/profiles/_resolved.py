@@ -91,15 +91,20 @@ from shared.jobs import Job, send_job
 from shared.names import AAD_GROUP_MEMBERS, INSTALL_PROFILES, RESOLVED_PROFILES
 from shared.profiles._model import Overrides, Profile
 from shared.profiles._store import ProfileStore
-from shared.storage import Storage, get_storage, translate_errors, write_if_unchanged
+from shared.storage import (
+    TRANSACTION_LIMIT,
+    TRANSACTIONS_IN_FLIGHT,
+    Storage,
+    get_storage,
+    translate_errors,
+    write_if_unchanged,
+)
 
 STATE_PARTITION: Final = "~rebuild"
 LEASE_SECONDS: Final = 300
 POINTER_CACHE_SECONDS: Final = 10.0
 RETIRE_AFTER_SECONDS: Final = 30
 CHECKPOINT_SECONDS: Final = 5.0  # at most a third of the lease (see `_Job`)
-TRANSACTION_LIMIT: Final = 100  # a table transaction's limit
-TRANSACTIONS_IN_FLIGHT: Final = 4  # ~1,000 inserts/s on Azurite (docs/contract.md facts)
 MEMBER_PAGE: Final = 1000  # a member query's page: the most rows held at once
 STATE_WRITE_ATTEMPTS: Final = 100  # each retry follows another writer's change
 EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)  # "never" (Azure Tables dates start in 1601)
